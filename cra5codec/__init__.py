@@ -1,0 +1,21 @@
+"""cra5codec: neural lossy compression of gridded weather and climate data for Zarr.
+
+``CRA5Codec`` is the numcodecs codec (Zarr format 2); ``CRA5Serializer`` the Zarr
+format 3 serializer. Importing this package is cheap: torch and the model load on
+the first chunk that needs them.
+"""
+from __future__ import annotations
+
+from .codec import CRA5Codec
+from .weights import DEFAULT_MODEL, available_qualities
+
+__all__ = ["CRA5Codec", "CRA5Serializer", "available_qualities", "DEFAULT_MODEL", "__version__"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "CRA5Serializer":  # imports zarr, which format-2 users may not want yet
+        from .zarr3 import CRA5Serializer
+
+        return CRA5Serializer
+    raise AttributeError(f"module 'cra5codec' has no attribute {name!r}")

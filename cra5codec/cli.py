@@ -1,0 +1,88 @@
+"""The ``cra5codec`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(data=args.data, checkpoint=args.checkpoint, phase=args.phase, init=args.init,
+                      steps=args.steps, batch=args.batch, crop=tuple(args.crop), lr=args.lr,
+                      threads=args.threads, device=args.device, every=args.every, seed=args.seed,
+                      model=json.loads(args.model) if args.model else {})
+    path = train(cfg, progress=not args.quiet)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import format_table, roundtrip
+
+    shape = None if args.regrid == "none" else tuple(int(n) for n in args.regrid.lower().split("x"))
+    rows = roundtrip(args.source, args.out, args.quality, args.zarr_format, shape, args.variables, args.overwrite)
+    src = args.source or "the shipped ERA5 sample (2026-03-25 00Z)"
+    print(f"{src} -> {args.out} (Zarr format {args.zarr_format}, quality {args.quality})\n")
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+def _export(args) -> int:
+    from .train.export import export
+
+    print(f"weights: {export(args.checkpoint, args.out)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="cra5codec", description="Neural lossy compression of gridded weather data in Zarr.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train the VAEformer (phase 1: reconstruction VAE; phase 2: entropy model)",
+                       description="Train one phase. Re-running the same command resumes from --checkpoint.")
+    t.add_argument("--data", default="../shared/data", help="folder of Zarr/netCDF/GRIB reanalysis (default: %(default)s)")
+    t.add_argument("--phase", type=int, choices=(1, 2), default=1)
+    t.add_argument("--checkpoint", default="runs/phase1.pt", help="checkpoint to write and resume from")
+    t.add_argument("--init", help="phase 2: the phase-1 checkpoint to start from")
+    t.add_argument("--steps", type=int, default=10000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("LAT", "LON"))
+    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--every", type=int, default=250, help="log/checkpoint interval in steps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--model", help="phase 1: model options as JSON, e.g. '{\"dim\": 96}'")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    d = sub.add_parser("demo", help="compress a dataset into a new Zarr store and report the errors",
+                       description="Compress SOURCE (default: the ERA5 sample shipped with the package) into a new "
+                                   "Zarr store with cra5, read it back, and print per variable the compression ratio "
+                                   "against float32 bytes, RMSE, latitude-weighted RMSE and max abs error.")
+    d.add_argument("source", nargs="?", help="anything xarray opens: a Zarr store, netCDF or GRIB file")
+    d.add_argument("--out", default="cra5-demo.zarr", help="Zarr store to write (default: %(default)s)")
+    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    d.add_argument("--quality", type=int, default=1, help="quality level, 1 = smallest output")
+    d.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
+    d.add_argument("--regrid", default="128x256", help="regrid global fields to LATxLON, or 'none' (default: %(default)s)")
+    d.add_argument("--variables", nargs="+", help="variables to compress (default: all with lat/lon)")
+    d.add_argument("--json", help="also write the report as JSON here")
+    d.set_defaults(func=_demo)
+
+    e = sub.add_parser("export", help="write shipped weights (safetensors) from a phase-2 checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--out", default="cra5codec/weights/vaeformer-s.safetensors")
+    e.set_defaults(func=_export)
+
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

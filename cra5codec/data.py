@@ -1,0 +1,185 @@
+"""Reading reanalysis with xarray, regridding to the codec's grid, and the data split.
+
+Anything xarray opens works: Zarr stores, netCDF, GRIB (through cfgrib, with no
+index file written next to the data, which may be read-only).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: the headline grid: 128 x 256 equiangular, latitude cell centres from north to south
+TARGET_SHAPE = (128, 256)
+#: the ERA5 week used for training and validation, and its split
+ERA5_WEEK = "era5_1deg_week.zarr"
+#: time indices of ERA5_WEEK held out for validation (the latest, as the maintainers'
+#: held-out part is later still); training never reads them
+VALIDATION_TIMES = (13, 14, 15, 16)
+
+_LAT_NAMES = ("latitude", "lat")
+_LON_NAMES = ("longitude", "lon")
+
+
+def open_dataset(path):
+    """Open a Zarr store, netCDF or GRIB file (or a list / glob of them) with xarray."""
+    import xarray as xr
+
+    if isinstance(path, (list, tuple)) or any(ch in str(path) for ch in "*?["):
+        return xr.open_mfdataset(path if isinstance(path, (list, tuple)) else sorted(
+            str(p) for p in Path().glob(str(path))), combine="by_coords")
+    p = str(path)
+    if p.rstrip("/").endswith(".zarr") or Path(p, "zarr.json").exists() or Path(p, ".zgroup").exists():
+        return xr.open_zarr(p)
+    if p.endswith((".grib", ".grb", ".grib2", ".grb2")):
+        return xr.open_dataset(p, engine="cfgrib", backend_kwargs={"indexpath": ""})
+    return xr.open_dataset(p)
+
+
+def lat_lon_names(da) -> tuple[str, str]:
+    """Names of the latitude and longitude dimensions of ``da``."""
+    lat = next((n for n in _LAT_NAMES if n in da.dims), None)
+    lon = next((n for n in _LON_NAMES if n in da.dims), None)
+    if lat is None or lon is None:
+        raise ValueError(f"no latitude/longitude dimensions among {da.dims}")
+    return lat, lon
+
+
+def target_grid(shape=TARGET_SHAPE) -> tuple[np.ndarray, np.ndarray]:
+    """Latitudes (north to south, cell centres) and longitudes (0 .. 360) of ``shape``."""
+    nlat, nlon = shape
+    lat = 90 - (np.arange(nlat) + 0.5) * 180 / nlat
+    lon = np.arange(nlon) * 360 / nlon
+    return lat, lon
+
+
+def _weights_1d(src: np.ndarray, dst: np.ndarray, period: float | None):
+    """Indices and weights of linear interpolation from ``src`` to ``dst`` points."""
+    if period is None:
+        order = np.argsort(src)
+        s = src[order]
+        x = np.clip(dst, s[0], s[-1])
+        hi = np.clip(np.searchsorted(s, x, side="right"), 1, len(s) - 1)
+        lo = hi - 1
+        w = (x - s[lo]) / np.where(s[hi] > s[lo], s[hi] - s[lo], 1)
+        return order[lo], order[hi], w
+    order = np.argsort(np.mod(src, period))
+    s = np.mod(src, period)[order]
+    s_ext = np.concatenate([s, [s[0] + period]])
+    x = np.mod(dst, period)
+    x = np.where(x < s[0], x + period, x)
+    hi = np.clip(np.searchsorted(s_ext, x, side="right"), 1, len(s))
+    lo = hi - 1
+    w = (x - s_ext[lo]) / (s_ext[hi] - s_ext[lo])
+    return order[lo], order[hi % len(s)], w
+
+
+def regrid(da, shape=TARGET_SHAPE):
+    """Bilinear regridding of a global field to ``shape`` (periodic in longitude).
+
+    ``da`` is an xarray DataArray with latitude/longitude dimensions (any others are
+    kept); the result carries the target grid's coordinates.
+    """
+    import xarray as xr
+
+    lat_name, lon_name = lat_lon_names(da)
+    lat, lon = target_grid(shape)
+    la, lb, lw = _weights_1d(da[lat_name].values.astype(np.float64), lat, None)
+    oa, ob, ow = _weights_1d(da[lon_name].values.astype(np.float64), lon, 360.0)
+
+    def apply(x):
+        x = x[..., la, :] * (1 - lw)[:, None] + x[..., lb, :] * lw[:, None]
+        return (x[..., oa] * (1 - ow) + x[..., ob] * ow).astype(da.dtype)
+
+    da = da.transpose(..., lat_name, lon_name)
+    out = xr.apply_ufunc(apply, da, input_core_dims=[[lat_name, lon_name]],
+                         output_core_dims=[["latitude", "longitude"]],
+                         exclude_dims={lat_name, lon_name}, dask="parallelized",
+                         output_dtypes=[da.dtype],
+                         dask_gufunc_kwargs={"output_sizes": {"latitude": shape[0], "longitude": shape[1]}})
+    return out.assign_coords(latitude=lat, longitude=lon).assign_attrs(da.attrs)
+
+
+def is_global(da) -> bool:
+    """True when ``da`` covers the whole sphere (worth regridding to the global grid)."""
+    lat_name, lon_name = lat_lon_names(da)
+    lat, lon = da[lat_name].values, da[lon_name].values
+    dlon = 360.0 / len(lon)
+    return np.ptp(lat) > 170 and np.ptp(lon) + dlon > 359
+
+
+def fields(da) -> np.ndarray:
+    """All 2-D (lat, lon) fields of a DataArray as an array (N, lat, lon), float32."""
+    lat_name, lon_name = lat_lon_names(da)
+    x = np.asarray(da.transpose(..., lat_name, lon_name).values, dtype=np.float32)
+    return x.reshape(-1, *x.shape[-2:])
+
+
+def data_variables(ds):
+    """Data variables with latitude/longitude dimensions (skips bounds and the like)."""
+    out = []
+    for name, da in ds.data_vars.items():
+        try:
+            lat_lon_names(da)
+        except ValueError:
+            continue
+        out.append(name)
+    return out
+
+
+def era5_week(data_dir, split: str):
+    """The ERA5 week as a Dataset, restricted to the ``'train'`` or ``'validation'`` times."""
+    ds = open_dataset(Path(data_dir) / ERA5_WEEK)
+    val = list(VALIDATION_TIMES)
+    if split == "validation":
+        return ds.isel(time=val)
+    if split == "train":
+        return ds.isel(time=[i for i in range(ds.sizes["time"]) if i not in val])
+    raise ValueError(f"split must be 'train' or 'validation', not {split!r}")
+
+
+def validation_fields(data_dir, shape=TARGET_SHAPE) -> dict[str, np.ndarray]:
+    """Held-out ERA5 fields regridded to ``shape``: {variable: (T, lat, lon) float32}."""
+    ds = era5_week(data_dir, "validation")
+    return {v: fields(regrid(ds[v], shape)) for v in data_variables(ds)}
+
+
+def training_corpus(data_dir, shape=TARGET_SHAPE) -> tuple[list[np.ndarray], list[str]]:
+    """Every training field in ``data_dir``: global fields regridded to ``shape`` and at
+    their native resolution, regional fields as they are. Returns (arrays, names), each
+    array (N, lat, lon) float32; the validation times of the ERA5 week are excluded.
+    """
+    data_dir = Path(data_dir)
+    sources = [era5_week(data_dir, "train")]
+    for f in sorted(data_dir.iterdir()):
+        if f.name != ERA5_WEEK and f.suffix in (".nc", ".grib", ".grb", ".zarr"):
+            sources.append(open_dataset(f))
+    arrays, names = [], []
+    for ds in sources:
+        for v in data_variables(ds):
+            da = ds[v]
+            if is_global(da):
+                arrays.append(fields(regrid(da, shape)))
+                names.append(f"{v}@{shape[0]}x{shape[1]}")
+            arrays.append(fields(da))
+            names.append(f"{v}@native")
+    return arrays, names
+
+
+SAMPLE = Path(__file__).parent / "sample" / "era5_1deg_sample.npz"
+
+
+def sample_dataset():
+    """The shipped ERA5 sample (one time step, 1 degree) as an xarray Dataset."""
+    import json
+
+    import xarray as xr
+
+    with np.load(SAMPLE) as f:
+        meta = json.loads(str(f["meta"]))
+        coords = {"time": [np.datetime64(meta["time"], "ns")], "latitude": f["latitude"],
+                  "longitude": f["longitude"]}
+        data = {v: (("time", "latitude", "longitude"), f[v][None],
+                    {"units": meta["units"][v], "long_name": meta["long_name"][v]})
+                for v in meta["units"]}
+    return xr.Dataset(data, coords=coords, attrs={"source": meta["source"], "attribution": meta["attribution"]})

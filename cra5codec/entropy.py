@@ -1,0 +1,131 @@
+"""Entropy models and the ANS coder.
+
+The two priors of the hyperprior (:mod:`cra5codec.model.priors`: a factorised
+prior for the side latent ``z``, a Gaussian conditional for ``y``) train with additive uniform noise and code with rounding. At export
+(:func:`export_tables`) each prior becomes a fixed table of symbol probabilities
+(per ``z`` channel; per entry of :data:`SCALE_TABLE` for ``y``) stored with the
+weights. Coding uses only those tables -- never a float computed at decode time --
+so the decoder's symbol stream cannot depend on the machine or its thread count.
+The network still decides *which* scale table each ``y`` element uses; a checksum of
+the decoded symbols (see :mod:`cra5codec.bitstream`) catches the rare platform whose
+float rounding picks a different table.
+
+Every table keeps its two end symbols as escapes: a value at or beyond the table's
+range codes the end symbol followed by the excess, as bytes under a uniform model.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: scale bins of the Gaussian conditional (log-spaced, as CompressAI's scale table)
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 64.0, 64
+SCALE_TABLE = np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
+#: probability floor for every table entry (keeps every symbol codable)
+PMF_FLOOR = 1e-9
+#: half-width of the z tables
+Z_RANGE = 48
+
+
+# --------------------------------------------------------------------------- tables
+def _normalise(p: np.ndarray) -> np.ndarray:
+    p = np.maximum(p, PMF_FLOOR)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def gaussian_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Probability tables for the entries of :data:`SCALE_TABLE`.
+
+    Returns ``(pmf, ranges)``: ``pmf[k, :2*ranges[k]+1]`` are the probabilities of
+    -R..R for scale k (ends hold the tails), the rest of the row zero.
+    """
+    ranges = np.ceil(SCALE_TABLE * 8).astype(np.int64) + 2
+    width = 2 * int(ranges.max()) + 1
+    pmf = np.zeros((len(SCALE_TABLE), width))
+    for k, (s, R) in enumerate(zip(SCALE_TABLE, ranges)):
+        edges = (np.arange(-R, R + 2) - 0.5) / s
+        cdf = 0.5 * np.array([math.erfc(-e / math.sqrt(2)) for e in edges])
+        p = np.diff(cdf)
+        p[0], p[-1] = cdf[1], 1 - cdf[-2]
+        pmf[k, : 2 * R + 1] = _normalise(p)
+    return pmf, ranges
+
+
+def scale_index(scale: np.ndarray) -> np.ndarray:
+    """Index of the smallest table scale >= ``scale`` (conservative: never too narrow)."""
+    idx = np.searchsorted(SCALE_TABLE, np.asarray(scale, dtype=np.float64), side="left")
+    return np.minimum(idx, len(SCALE_TABLE) - 1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- ANS coding
+def _cs():
+    import constriction
+
+    return constriction
+
+
+class TableCoder:
+    """Codes symbol groups under fixed tables with constriction's ANS stack.
+
+    Parameters
+    ----------
+    pmfs : ndarray, shape (K, width)
+        Row k: probabilities of -R_k..R_k (zero padded).
+    ranges : ndarray of int, shape (K,)
+        R_k, the half width of table k.
+    """
+
+    def __init__(self, pmfs: np.ndarray, ranges: np.ndarray):
+        cs = _cs()
+        self.ranges = np.asarray(ranges, dtype=np.int64)
+        self.models = [cs.stream.model.Categorical(np.ascontiguousarray(p[: 2 * R + 1], dtype=np.float64), perfect=False)
+                       for p, R in zip(pmfs, self.ranges)]
+        self._nbytes = cs.stream.model.Uniform(5)
+        self._byte = cs.stream.model.Uniform(256)
+
+    # Stack discipline: the decoder reads groups 0..K-1 in order, within a group first
+    # the symbols and then the escape excesses; the encoder pushes all of it reversed.
+    def encode(self, coder, values: np.ndarray, table: np.ndarray) -> None:
+        """Push integer ``values`` (flat), each coded under table ``table[i]``."""
+        for k in np.unique(table)[::-1]:
+            v = values[table == k]
+            R = self.ranges[k]
+            sym = np.clip(v, -R, R)
+            excess = np.abs(v[np.abs(v) >= R]) - R
+            for e in excess[::-1]:
+                self._push_excess(coder, int(e))
+            coder.encode_reverse((sym + R).astype(np.int32), self.models[k])
+
+    def decode(self, coder, table: np.ndarray) -> np.ndarray:
+        """Pop values for a flat ``table`` of table indices (inverse of :meth:`encode`)."""
+        out = np.empty(table.shape, dtype=np.int64)
+        for k in np.unique(table):
+            sel = table == k
+            R = self.ranges[k]
+            v = coder.decode(self.models[k], int(sel.sum())).astype(np.int64) - R
+            esc = np.flatnonzero(np.abs(v) == R)
+            for i in esc:
+                v[i] += np.sign(v[i]) * self._pop_excess(coder)
+            out[sel] = v
+        return out
+
+    def _push_excess(self, coder, e: int) -> None:
+        n = (e.bit_length() + 7) // 8
+        digits = np.array([(e >> (8 * i)) & 255 for i in range(n)], dtype=np.int32)
+        if n:
+            coder.encode_reverse(digits, self._byte)
+        coder.encode_reverse(np.array([n], dtype=np.int32), self._nbytes)
+
+    def _pop_excess(self, coder) -> int:
+        n = int(coder.decode(self._nbytes, 1)[0])
+        digits = coder.decode(self._byte, n) if n else []
+        return sum(int(d) << (8 * i) for i, d in enumerate(digits))
+
+
+def new_encoder():
+    return _cs().stream.stack.AnsCoder()
+
+
+def new_decoder(words: np.ndarray):
+    return _cs().stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))

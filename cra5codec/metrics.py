@@ -1,0 +1,32 @@
+"""Error and size measures reported by the demo, the CLI and the benchmarks."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def latitude_weights(lat: np.ndarray) -> np.ndarray:
+    """cos(latitude) weights normalised to mean 1 (WeatherBench convention)."""
+    w = np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64)))
+    return w / w.mean()
+
+
+def errors(x: np.ndarray, x_hat: np.ndarray, lat: np.ndarray | None = None) -> dict:
+    """RMSE, latitude-weighted RMSE and max abs error over the non-NaN points of
+    arrays shaped (..., lat, lon)."""
+    x, x_hat = np.asarray(x, np.float64), np.asarray(x_hat, np.float64)
+    d = x_hat - x
+    valid = ~np.isnan(x)
+    if np.isnan(x_hat[valid]).any():
+        raise ValueError("reconstruction has NaN where the original has values")
+    d = np.where(valid, d, 0.0)
+    n = valid.sum()
+    out = {"rmse": float(np.sqrt((d ** 2).sum() / n)), "max_abs_error": float(np.abs(d).max())}
+    if lat is not None:
+        w = latitude_weights(lat)[:, None] * valid
+        out["lat_weighted_rmse"] = float(np.sqrt((w * d ** 2).sum() / w.sum()))
+    return out
+
+
+def ratio(n_values: int, n_bytes: int) -> float:
+    """Compression ratio against float32 bytes."""
+    return 4.0 * n_values / n_bytes

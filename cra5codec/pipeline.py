@@ -1,0 +1,258 @@
+"""One chunk, one straight line: NaN mask -> normalise -> pad -> model -> entropy coder."""
+from __future__ import annotations
+
+import numpy as np
+
+#: the network needs H and W in multiples of this (patch 8 x hyperprior stride 4)
+ALIGN = 32
+
+
+def padded_size(n: int) -> int:
+    return max(ALIGN, -(-n // ALIGN) * ALIGN)
+
+
+def pad_field(x: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Pad the last two axes (lat, lon) to (H, W): reflect in latitude, wrap in longitude.
+
+    Longitude is periodic, so the continuation east of the last column is the first
+    column; latitude is not, and mirroring avoids an artificial edge at the poles.
+    """
+    h, w = x.shape[-2:]
+    pad = [(0, 0)] * (x.ndim - 2)
+    x = np.pad(x, pad + [(0, 0), (0, W - w)], mode="wrap")
+    return np.pad(x, pad + [(0, H - h), (0, 0)], mode="symmetric")
+
+
+import threading  # noqa: E402
+
+from . import bitstream, weights  # noqa: E402
+from .bitstream import ALL_NAN, CODED, CONSTANT  # noqa: E402
+
+#: fields per network call: bounds memory for chunks with many fields
+BATCH = 16
+_runtimes: dict = {}
+_runtimes_lock = threading.Lock()
+
+
+class Runtime:
+    """A loaded model: the network (eval mode) and its fixed coding tables.
+
+    The network's forward passes are serialised by a lock: torch already spreads one
+    call over every core, so concurrent calls from zarr's threads would only
+    oversubscribe them. The hyper-synthesis always runs on the CPU in float32: it
+    chooses the probability tables, so encoder and decoder must compute it alike.
+    """
+
+    def __init__(self, name: str, device: str | None = None):
+        import torch
+        from safetensors.torch import load_file
+
+        from .entropy import TableCoder
+        from .model.vaeformer import VAEformer
+
+        self.name, self.id, self.tag = name, weights.model_id(name), weights.weights_tag(name)
+        tensors = load_file(str(weights.weights_path(name)))
+        meta = weights.metadata(name)
+        self.model = VAEformer(**meta["model_config"])
+        self.model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("tables.")})
+        self.model.eval()
+        self.qualities = self.model.config["qualities"]
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.h_s = self.model.h_s if self.device.type == "cpu" else _cpu_copy(self.model.h_s)
+        z_pmf = tensors["tables.z_pmf"].double().numpy()
+        self.z_coder = TableCoder(z_pmf, [(z_pmf.shape[1] - 1) // 2] * len(z_pmf))
+        self.y_coder = TableCoder(tensors["tables.y_pmf"].double().numpy(), tensors["tables.y_ranges"].numpy())
+        self.lock = threading.Lock()
+        self.torch = torch
+
+    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols (B, side, h, w) -> (mu, scale-table index) of y, on the CPU."""
+        torch = self.torch
+        with torch.inference_mode():
+            p = self.h_s(torch.from_numpy(z_sym.astype(np.float32)))
+            mu, log_scale = p.chunk(2, dim=1)
+            scale = torch.exp(log_scale)
+        from .entropy import scale_index
+
+        return mu.numpy(), scale_index(scale.numpy())
+
+    def analyse(self, x: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised fields (B, H, W) -> (y scaled by quality q's gain, z symbols)."""
+        torch = self.torch
+        with self.lock, torch.inference_mode():
+            xt = torch.from_numpy(x[:, None]).to(self.device)
+            mean, _ = self.model.posterior(xt)
+            gain, _ = self.model.gain(q - 1)
+            y = mean * gain
+            z = torch.round(self.model.h_a(y))
+            return y.float().cpu().numpy(), z.cpu().numpy().astype(np.int64)
+
+    def synthesise(self, y_hat: np.ndarray, q: int) -> np.ndarray:
+        """Gained latent (B, latent, h, w) -> normalised fields (B, H, W)."""
+        torch = self.torch
+        with self.lock, torch.inference_mode():
+            _, inv_gain = self.model.gain(q - 1)
+            y = torch.from_numpy(y_hat.astype(np.float32)).to(self.device) * inv_gain
+            return self.model.synthesise(y)[:, 0].float().cpu().numpy()
+
+
+def _cpu_copy(module):
+    import copy
+
+    return copy.deepcopy(module).float().cpu()
+
+
+def runtime(name: str = weights.DEFAULT_MODEL) -> Runtime:
+    """The loaded model ``name`` (loaded once per process, on first use)."""
+    rt = _runtimes.get(name)
+    if rt is None:
+        with _runtimes_lock:
+            rt = _runtimes.get(name)
+            if rt is None:
+                import os
+
+                rt = _runtimes[name] = Runtime(name, os.environ.get("CRA5CODEC_DEVICE") or None)
+    return rt
+
+
+# ------------------------------------------------------------------------------ encode
+def _check_input(arr) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.dtype not in (np.float32, np.float64):
+        raise ValueError(f"cra5 compresses float32 or float64 arrays, not {arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(f"cra5 needs an array shaped (..., lat, lon), got shape {arr.shape}; "
+                         "if zarr passed a flat buffer, remove byte filters placed before cra5")
+    if 0 in arr.shape:
+        raise ValueError(f"cra5 cannot compress an empty array of shape {arr.shape}")
+    if np.isinf(arr).any():
+        raise ValueError("cra5 cannot compress infinite values (NaN is fine: it is kept)")
+    return arr
+
+
+def _describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
+    """Classify one 2-D field and find its normalisation."""
+    nan = np.isnan(x)
+    has_mask = bool(nan.any())
+    if nan.all():
+        return bitstream.Field(ALL_NAN), None
+    valid = x[~nan].astype(np.float64)
+    lo, hi = valid.min(), valid.max()
+    if lo == hi:
+        return bitstream.Field(CONSTANT, has_mask, value=float(lo)), (nan if has_mask else None)
+    mean, std = float(valid.mean()), float(valid.std())
+    # stored as float32: round first so the encoder normalises with what the decoder reads
+    mean, std = float(np.float32(mean)), float(np.float32(max(std, 1e-30)))
+    return bitstream.Field(CODED, has_mask, mean=mean, std=std), (nan if has_mask else None)
+
+
+def encode(arr, quality: int = 1, model: str = weights.DEFAULT_MODEL) -> bytes:
+    """Compress an array shaped (..., lat, lon) into one cra5 chunk."""
+    arr = _check_input(arr)
+    h, w = arr.shape[-2:]
+    flat = arr.reshape(-1, h, w)
+    infos, masks = zip(*(_describe(x) for x in flat))
+    coded = [i for i, f in enumerate(infos) if f.kind == CODED]
+    chunk = bitstream.Chunk(0, b"\0" * 4, quality, arr.dtype, arr.shape, list(infos))
+    chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
+    if coded:
+        rt = runtime(model)
+        if not 1 <= quality <= rt.qualities:
+            raise ValueError(f"quality must be in 1..{rt.qualities} for model {model!r}, not {quality}")
+        chunk.model_id, chunk.weights_tag = rt.id, rt.tag
+        H, W = padded_size(h), padded_size(w)
+        ys, zs = [], []
+        for s in range(0, len(coded), BATCH):
+            idx = coded[s:s + BATCH]
+            x = np.stack([_normalised(flat[i], infos[i]) for i in idx])
+            y, z = rt.analyse(pad_field(x, H, W), quality)
+            mu, _ = rt.hyper(z)
+            ys.append(np.round(y - mu).astype(np.int64))
+            zs.append(z)
+        y_sym, z_sym = np.concatenate(ys), np.concatenate(zs)
+        _, y_table = rt.hyper(z_sym)
+        coder = _entropy().new_encoder()
+        rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
+        rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
+        chunk.ans = coder.get_compressed().astype("<u4").tobytes()
+        chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym)
+    return bitstream.pack(chunk)
+
+
+def _normalised(x: np.ndarray, f: bitstream.Field) -> np.ndarray:
+    x = (x.astype(np.float64) - f.mean) / f.std
+    return np.nan_to_num(x, nan=0.0).astype(np.float32)  # NaN never reaches the network
+
+
+def _channel_table(shape) -> np.ndarray:
+    """The z table of each z element: its channel."""
+    return np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape).ravel()
+
+
+def _entropy():
+    from . import entropy
+
+    return entropy
+
+
+# ------------------------------------------------------------------------------ decode
+def decode(buf, out=None) -> np.ndarray:
+    """Decompress one cra5 chunk; ``out``, if given, receives the values."""
+    chunk = bitstream.unpack(buf)
+    h, w = chunk.shape[-2:]
+    n = len(chunk.fields)
+    result = np.empty((n, h, w), dtype=chunk.dtype)
+    masks = iter(bitstream.unpack_masks(chunk.masks, sum(f.has_mask for f in chunk.fields), (h, w)))
+    coded = [i for i, f in enumerate(chunk.fields) if f.kind == CODED]
+    if coded:
+        _decode_coded(chunk, coded, result)
+    for i, f in enumerate(chunk.fields):
+        if f.kind == CONSTANT:
+            result[i] = f.value
+        elif f.kind == ALL_NAN:
+            result[i] = np.nan
+        if f.has_mask:
+            result[i][next(masks)] = np.nan
+    result = result.reshape(chunk.shape)
+    if out is not None:
+        out = np.asarray(out)
+        if out.size != result.size:
+            raise ValueError(f"cra5 chunk holds {result.size} values, out has {out.size}")
+        out.reshape(-1).view(out.dtype)[:] = result.reshape(-1)
+        return out
+    return result
+
+
+def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) -> None:
+    name = weights.model_name(chunk.model_id)
+    if weights.weights_tag(name) != chunk.weights_tag:
+        raise ValueError(f"this chunk was written by cra5codec model {name!r} with weights "
+                         f"{chunk.weights_tag.hex()}, but the installed {name!r} weights are "
+                         f"{weights.weights_tag(name).hex()}; install the cra5codec version that wrote it")
+    rt = runtime(name)
+    if not 1 <= chunk.quality <= rt.qualities:
+        raise ValueError(f"cra5 chunk names quality {chunk.quality}, which model {name!r} lacks")
+    h, w = chunk.shape[-2:]
+    H, W = padded_size(h), padded_size(w)
+    cfg = rt.model.config
+    stride = cfg["patch"] * 4
+    z_shape = (len(coded), cfg["side"], H // stride, W // stride)
+    try:
+        coder = _entropy().new_decoder(np.frombuffer(chunk.ans, dtype="<u4"))
+        z_sym = rt.z_coder.decode(coder, _channel_table(z_shape)).reshape(z_shape)
+        mu, y_table = rt.hyper(z_sym)
+        y_sym = rt.y_coder.decode(coder, y_table.ravel()).reshape(mu.shape)
+    except ValueError:
+        raise
+    except Exception as e:  # constriction reports exhausted or invalid streams this way
+        raise ValueError(f"cra5 chunk's entropy-coded data is invalid: {e}") from None
+    if bitstream.symbol_check(z_sym, y_sym) != chunk.symbol_check:
+        raise ValueError("cra5 chunk decoded to different symbols than were encoded: the "
+                         "stream is damaged, or this machine's hyper-synthesis rounds "
+                         "differently from the encoder's")
+    for s in range(0, len(coded), BATCH):
+        x = rt.synthesise(y_sym[s:s + BATCH] + mu[s:s + BATCH], chunk.quality)[:, :h, :w]
+        for j, i in enumerate(coded[s:s + BATCH]):
+            f = chunk.fields[i]
+            result[i] = x[j].astype(np.float64) * f.std + f.mean

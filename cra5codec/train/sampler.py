@@ -1,0 +1,42 @@
+"""Random training crops from the real corpus, with the codec's own normalisation."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..pipeline import pad_field
+
+
+class CropSampler:
+    """Draws normalised (B, 1, h, w) crops from a list of (N, lat, lon) field arrays.
+
+    Each crop is rolled by a random longitude (the globe has no preferred meridian),
+    randomly flipped north-south, cut to ``crop`` (fields smaller than the crop are
+    padded as the codec pads them), and normalised by its own mean and standard
+    deviation -- exactly what the codec does to each field it compresses.
+
+    ``weights`` gives each array's share of the draws.
+    """
+
+    def __init__(self, arrays, weights, crop=(64, 128), seed=0):
+        self.arrays = arrays
+        w = np.asarray(weights, dtype=np.float64)
+        self.p = w / w.sum()
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    def field(self) -> np.ndarray:
+        a = self.arrays[self.rng.choice(len(self.arrays), p=self.p)]
+        x = a[self.rng.integers(len(a))]
+        x = np.roll(x, self.rng.integers(x.shape[1]), axis=1)
+        if self.rng.random() < 0.5:
+            x = x[::-1]
+        h, w = self.crop
+        if x.shape[0] < h or x.shape[1] < w:
+            x = pad_field(x, max(h, x.shape[0]), max(w, x.shape[1]))
+        i = self.rng.integers(x.shape[0] - h + 1)
+        x = x[i:i + h, :w]
+        std = x.std()
+        return ((x - x.mean()) / (std if std > 0 else 1)).astype(np.float32)
+
+    def batch(self, size: int) -> np.ndarray:
+        return np.stack([self.field() for _ in range(size)])[:, None]

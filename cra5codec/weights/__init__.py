@@ -1,0 +1,62 @@
+"""Shipped model weights: a registry from the model id written in each chunk to a file.
+
+Weights are safetensors files in this folder, produced by ``cra5codec export`` from a
+``cra5codec train`` checkpoint; their model card is ``README.md`` here. A chunk
+records the model id and the first 4 bytes of the weights file's SHA-256, so a chunk
+is only ever decoded by the exact network that wrote it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+#: model id (written in every chunk; never reuse one) -> model name (= file stem)
+MODELS = {1: "vaeformer-s"}
+DEFAULT_MODEL = "vaeformer-s"
+
+
+def model_id(name: str) -> int:
+    for i, n in MODELS.items():
+        if n == name:
+            return i
+    raise ValueError(f"unknown cra5codec model {name!r}; known: {sorted(MODELS.values())}")
+
+
+def model_name(mid: int) -> str:
+    if mid not in MODELS:
+        raise ValueError(f"this chunk was written by cra5codec model id {mid}, which this "
+                         f"installation does not ship (it has {MODELS}); install the "
+                         f"cra5codec version that wrote it")
+    return MODELS[mid]
+
+
+def weights_path(name: str) -> Path:
+    path = HERE / f"{name}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"weights of cra5codec model {name!r} are missing: {path}")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def weights_tag(name: str) -> bytes:
+    """First 4 bytes of the SHA-256 of the weights file (written in every chunk)."""
+    return hashlib.sha256(weights_path(name).read_bytes()).digest()[:4]
+
+
+@functools.lru_cache(maxsize=None)
+def metadata(name: str) -> dict:
+    """The model's metadata (config, qualities, training record) without loading torch."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights_path(name)), framework="numpy") as f:
+        meta = f.metadata() or {}
+    return {k: json.loads(v) for k, v in meta.items()}
+
+
+def available_qualities(name: str = DEFAULT_MODEL) -> list[int]:
+    """Quality levels of a shipped model, 1 = smallest output."""
+    return list(range(1, int(metadata(name)["model_config"]["qualities"]) + 1))
