@@ -14,7 +14,7 @@ little-endian, ``varint`` = unsigned LEB128::
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
             1        kind: 0 coded, 1 constant, 2 all NaN; bit 7: has a NaN mask
-            8        coded: mean, standard deviation (float32 each)
+            12       coded: mean (float64), standard deviation (float32)
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
     then, if any field has a NaN mask:
             varint   length of the mask section
@@ -25,7 +25,8 @@ little-endian, ``varint`` = unsigned LEB128::
             2        symbol check: CRC-32 of the decoded integer symbols, low 16 bits
     last    4        CRC-32 of every byte before it
 
-A single 128 x 256 field costs 32 bytes of framing. The CRC-32 catches corrupted and
+A single 128 x 256 field costs 36 bytes of framing. The mean is float64 because
+fields such as pressure (~1e5 Pa) can vary by less than a float32 step of their mean. The CRC-32 catches corrupted and
 truncated bytes before any decoding; the symbol check catches the one failure a
 bit-perfect stream can still have, a decoder whose floating-point hyper-synthesis
 picked different probability tables than the encoder's did.
@@ -122,7 +123,7 @@ def pack(chunk: Chunk) -> bytes:
     for f in chunk.fields:
         out.append(f.kind | (_HAS_MASK if f.has_mask else 0))
         if f.kind == CODED:
-            out += struct.pack("<ff", f.mean, f.std)
+            out += struct.pack("<df", f.mean, f.std)
         elif f.kind == CONSTANT:
             out += struct.pack("<d" if f64 else "<f", f.value)
     if any(f.has_mask for f in chunk.fields):
@@ -161,7 +162,7 @@ def unpack(buf) -> Chunk:
         (k,) = r.unpack("B")
         f = Field(kind=k & 0x7F, has_mask=bool(k & _HAS_MASK))
         if f.kind == CODED:
-            f.mean, f.std = r.unpack("ff")
+            f.mean, f.std = r.unpack("df")
         elif f.kind == CONSTANT:
             (f.value,) = r.unpack("d" if f64 else "f")
         elif f.kind != ALL_NAN:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from numcodecs.abc import Codec
+from numcodecs.compat import ndarray_copy
 
 from . import pipeline
 from .weights import DEFAULT_MODEL
@@ -51,7 +52,8 @@ class CRA5Codec(Codec):
         return pipeline.encode(buf, self.quality, self.model)
 
     def decode(self, buf, out=None):
-        return pipeline.decode(buf, out)
+        arr = pipeline.decode(buf)
+        return arr if out is None else ndarray_copy(arr, out)
 
     def __repr__(self) -> str:
         return f"CRA5Codec(quality={self.quality}, model={self.model!r})"

@@ -142,8 +142,9 @@ def _describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
     if lo == hi:
         return bitstream.Field(CONSTANT, has_mask, value=float(lo)), (nan if has_mask else None)
     mean, std = float(valid.mean()), float(valid.std())
-    # stored as float32: round first so the encoder normalises with what the decoder reads
-    mean, std = float(np.float32(mean)), float(np.float32(max(std, 1e-30)))
+    # std is stored as float32: round it first so the encoder normalises with what the
+    # decoder reads
+    std = float(np.float32(max(std, 1e-30)))
     return bitstream.Field(CODED, has_mask, mean=mean, std=std), (nan if has_mask else None)
 
 
@@ -197,8 +198,8 @@ def _entropy():
 
 
 # ------------------------------------------------------------------------------ decode
-def decode(buf, out=None) -> np.ndarray:
-    """Decompress one cra5 chunk; ``out``, if given, receives the values."""
+def decode(buf) -> np.ndarray:
+    """Decompress one cra5 chunk into a new array of its recorded shape and dtype."""
     chunk = bitstream.unpack(buf)
     h, w = chunk.shape[-2:]
     n = len(chunk.fields)
@@ -214,14 +215,7 @@ def decode(buf, out=None) -> np.ndarray:
             result[i] = np.nan
         if f.has_mask:
             result[i][next(masks)] = np.nan
-    result = result.reshape(chunk.shape)
-    if out is not None:
-        out = np.asarray(out)
-        if out.size != result.size:
-            raise ValueError(f"cra5 chunk holds {result.size} values, out has {out.size}")
-        out.reshape(-1).view(out.dtype)[:] = result.reshape(-1)
-        return out
-    return result
+    return result.reshape(chunk.shape)
 
 
 def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) -> None:

@@ -21,7 +21,7 @@ from ..model.vaeformer import VAEformer
 from .sampler import CropSampler
 
 #: lambda of each quality level, in units of (bits per value) / (normalised MSE)
-DEFAULT_LAMBDAS = (16.0, 64.0, 256.0, 1024.0)
+DEFAULT_LAMBDAS = (4.0, 16.0, 64.0, 256.0, 1024.0)
 
 
 @dataclasses.dataclass
