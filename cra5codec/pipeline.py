@@ -23,6 +23,7 @@ def pad_field(x: np.ndarray, H: int, W: int) -> np.ndarray:
     return np.pad(x, pad + [(0, H - h), (0, 0)], mode="symmetric")
 
 
+import copy  # noqa: E402
 import threading  # noqa: E402
 
 from . import bitstream, weights  # noqa: E402
@@ -39,8 +40,10 @@ class Runtime:
 
     The network's forward passes are serialised by a lock: torch already spreads one
     call over every core, so concurrent calls from zarr's threads would only
-    oversubscribe them. The hyper-synthesis always runs on the CPU in float32: it
-    chooses the probability tables, so encoder and decoder must compute it alike.
+    oversubscribe them. The hyper-synthesis always runs on the CPU in float64: it
+    chooses each symbol's probability table, so encoder and decoder must compute it
+    alike, and float64 keeps a table choice from flipping on a last-bit difference
+    between machines (the bitstream's symbol check catches what remains).
     """
 
     def __init__(self, name: str, device: str | None = None):
@@ -59,7 +62,7 @@ class Runtime:
         self.qualities = self.model.config["qualities"]
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
-        self.h_s = self.model.h_s if self.device.type == "cpu" else _cpu_copy(self.model.h_s)
+        self.h_s = copy.deepcopy(self.model.h_s).double().cpu()
         z_pmf = tensors["tables.z_pmf"].double().numpy()
         self.z_coder = TableCoder(z_pmf, [(z_pmf.shape[1] - 1) // 2] * len(z_pmf))
         self.y_coder = TableCoder(tensors["tables.y_pmf"].double().numpy(), tensors["tables.y_ranges"].numpy())
@@ -70,7 +73,7 @@ class Runtime:
         """z symbols (B, side, h, w) -> (mu, scale-table index) of y, on the CPU."""
         torch = self.torch
         with torch.inference_mode():
-            p = self.h_s(torch.from_numpy(z_sym.astype(np.float32)))
+            p = self.h_s(torch.from_numpy(z_sym.astype(np.float64)))
             mu, log_scale = p.chunk(2, dim=1)
             scale = torch.exp(log_scale)
         from .entropy import scale_index
@@ -95,12 +98,6 @@ class Runtime:
             _, inv_gain = self.model.gain(q - 1)
             y = torch.from_numpy(y_hat.astype(np.float32)).to(self.device) * inv_gain
             return self.model.synthesise(y)[:, 0].float().cpu().numpy()
-
-
-def _cpu_copy(module):
-    import copy
-
-    return copy.deepcopy(module).float().cpu()
 
 
 def runtime(name: str = weights.DEFAULT_MODEL) -> Runtime:
@@ -165,14 +162,14 @@ def encode(arr, quality: int = 1, model: str = weights.DEFAULT_MODEL) -> bytes:
         H, W = padded_size(h), padded_size(w)
         ys, zs = [], []
         for s in range(0, len(coded), BATCH):
-            idx = coded[s:s + BATCH]
-            x = np.stack([_normalised(flat[i], infos[i]) for i in idx])
+            x = np.stack([_normalised(flat[i], infos[i]) for i in coded[s:s + BATCH]])
             y, z = rt.analyse(pad_field(x, H, W), quality)
-            mu, _ = rt.hyper(z)
-            ys.append(np.round(y - mu).astype(np.int64))
+            ys.append(y)
             zs.append(z)
-        y_sym, z_sym = np.concatenate(ys), np.concatenate(zs)
-        _, y_table = rt.hyper(z_sym)
+        # one hyper-synthesis call over all of z, exactly as the decoder will make it
+        z_sym = np.concatenate(zs)
+        mu, y_table = rt.hyper(z_sym)
+        y_sym = np.round(np.concatenate(ys) - mu).astype(np.int64)
         coder = _entropy().new_encoder()
         rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
         rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
