@@ -9,7 +9,8 @@ little-endian, ``varint`` = unsigned LEB128::
     2       1        format version (1)
     3       1        model id (see cra5codec.weights; 0 = no network was needed)
     4       4        weights tag: first 4 bytes of the SHA-256 of the weights file
-    8       1        bit 7: dtype is float64 (else float32); bits 0-6: quality level
+    8       1        bit 7: dtype is float64 (else float32); bit 6: Fortran (F) memory
+                     order; bits 0-5: quality level (1..63)
     9       1        ndim (>= 2)
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
@@ -43,6 +44,8 @@ MAGIC = b"C5"
 VERSION = 1
 CODED, CONSTANT, ALL_NAN = 0, 1, 2
 _HAS_MASK = 0x80
+#: the most values a chunk may declare (guards against decompression bombs)
+MAX_VALUES = 2 ** 34
 
 
 @dataclasses.dataclass
@@ -66,6 +69,7 @@ class Chunk:
     dtype: np.dtype
     shape: tuple[int, ...]
     fields: list[Field]
+    fortran: bool = False
     masks: bytes = b""
     ans: bytes = b""
     symbol_check: int = 0
@@ -113,11 +117,12 @@ class _Reader:
 def pack(chunk: Chunk) -> bytes:
     """Serialise ``chunk`` (see the module docstring for the layout)."""
     f64 = np.dtype(chunk.dtype) == np.float64
-    if not 1 <= chunk.quality <= 127:
-        raise ValueError(f"quality must be in 1..127, not {chunk.quality}")
+    if not 1 <= chunk.quality <= 63:
+        raise ValueError(f"quality must be in 1..63, not {chunk.quality}")
     out = bytearray(MAGIC)
     out += struct.pack("<BB4sBB", VERSION, chunk.model_id, chunk.weights_tag,
-                       (0x80 if f64 else 0) | chunk.quality, len(chunk.shape))
+                       (0x80 if f64 else 0) | (0x40 if chunk.fortran else 0) | chunk.quality,
+                       len(chunk.shape))
     for n in chunk.shape:
         out += _varint(n)
     for f in chunk.fields:
@@ -138,8 +143,10 @@ def unpack(buf) -> Chunk:
     """Parse and verify a chunk; raises ``ValueError`` on anything that is not a sound
     cra5 chunk of a format this version reads."""
     buf = bytes(memoryview(buf).cast("B")) if not isinstance(buf, bytes) else buf
-    if len(buf) < 14 or buf[:2] != MAGIC:
+    if buf[:2] != MAGIC[:len(buf)] or not buf:
         raise ValueError("not a cra5 chunk (bad magic bytes); was it written by another codec?")
+    if len(buf) < 16:
+        raise ValueError(f"cra5 chunk is truncated ({len(buf)} bytes)")
     if buf[2] != VERSION:
         raise ValueError(f"cra5 chunk format version {buf[2]} is not supported by this "
                          f"cra5codec (reads version {VERSION}); upgrade cra5codec")
@@ -155,20 +162,22 @@ def unpack(buf) -> Chunk:
         raise ValueError("cra5 chunk has fewer than two dimensions")
     shape = tuple(r.varint() for _ in range(ndim))
     n_fields = int(np.prod(shape[:-2], dtype=np.int64))
-    if n_fields > len(buf):
-        raise ValueError("cra5 chunk header is inconsistent (more fields than bytes)")
+    if n_fields > len(buf) or np.prod(shape, dtype=np.float64) > MAX_VALUES:
+        raise ValueError(f"cra5 chunk header is inconsistent (shape {shape} for {len(buf)} bytes)")
     fields = []
     for _ in range(n_fields):
         (k,) = r.unpack("B")
         f = Field(kind=k & 0x7F, has_mask=bool(k & _HAS_MASK))
         if f.kind == CODED:
             f.mean, f.std = r.unpack("df")
+            if not (np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0):
+                raise ValueError("cra5 chunk has an invalid field normalisation")
         elif f.kind == CONSTANT:
             (f.value,) = r.unpack("d" if f64 else "f")
         elif f.kind != ALL_NAN:
             raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
         fields.append(f)
-    chunk = Chunk(model_id, tag, dq & 0x7F, dtype, shape, fields)
+    chunk = Chunk(model_id, tag, dq & 0x3F, dtype, shape, fields, bool(dq & 0x40))
     if any(f.has_mask for f in fields):
         chunk.masks = r.take(r.varint())
     if chunk.any_coded:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ndarray_copy
+from numcodecs.registry import register_codec
 
 from . import pipeline
 from .weights import DEFAULT_MODEL
 
 
 def check_quality(quality) -> int:
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 127:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 63:
         raise ValueError(f"quality must be an integer level 1, 2, ... (see cra5codec.available_qualities()), "
                          f"not {quality!r}")
     return int(quality)
@@ -57,3 +58,8 @@ class CRA5Codec(Codec):
 
     def __repr__(self) -> str:
         return f"CRA5Codec(quality={self.quality}, model={self.model!r})"
+
+
+# The entry point registers the codec for installed packages; this covers source
+# checkouts and environments whose entry points are stale.
+register_codec(CRA5Codec)

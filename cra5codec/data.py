@@ -5,6 +5,7 @@ index file written next to the data, which may be read-only).
 """
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,10 @@ def open_dataset(path):
     import xarray as xr
 
     if isinstance(path, (list, tuple)) or any(ch in str(path) for ch in "*?["):
-        return xr.open_mfdataset(path if isinstance(path, (list, tuple)) else sorted(
-            str(p) for p in Path().glob(str(path))), combine="by_coords")
+        paths = list(path) if isinstance(path, (list, tuple)) else sorted(glob.glob(str(path)))
+        if not paths:
+            raise FileNotFoundError(f"no files match {path}")
+        return xr.open_mfdataset(paths, combine="by_coords", compat="no_conflicts", join="outer")
     p = str(path)
     if p.rstrip("/").endswith(".zarr") or Path(p, "zarr.json").exists() or Path(p, ".zgroup").exists():
         return xr.open_zarr(p)

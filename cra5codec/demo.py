@@ -57,6 +57,7 @@ def prepare(ds, variables=None, shape=data.TARGET_SHAPE):
         if shape is not None and data.is_global(da):
             da = data.regrid(da, shape)
         lat, lon = data.lat_lon_names(da)
+        da = da.transpose(..., lat, lon)  # the codec compresses the last two axes
         out[v] = da.chunk({d: (-1 if d in (lat, lon) else 1) for d in da.dims})
     out = xr.Dataset(out, attrs=ds.attrs)
     for var in out.variables.values():  # the source's codecs and chunks must not leak into the output

@@ -112,6 +112,8 @@ class TableCoder:
 
     def _push_excess(self, coder, e: int) -> None:
         n = (e.bit_length() + 7) // 8
+        if n > 4:
+            raise ValueError(f"latent value beyond the coder's range (excess {e})")
         digits = np.array([(e >> (8 * i)) & 255 for i in range(n)], dtype=np.int32)
         if n:
             coder.encode_reverse(digits, self._byte)

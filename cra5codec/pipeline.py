@@ -138,7 +138,11 @@ def _describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
     lo, hi = valid.min(), valid.max()
     if lo == hi:
         return bitstream.Field(CONSTANT, has_mask, value=float(lo)), (nan if has_mask else None)
-    mean, std = float(valid.mean()), float(valid.std())
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(valid.mean()), float(valid.std())
+    if not (np.isfinite(mean) and np.isfinite(np.float32(std))):
+        raise ValueError(f"cra5 cannot normalise a field spanning {lo:.3g} .. {hi:.3g}: "
+                         "its standard deviation overflows float32")
     # std is stored as float32: round it first so the encoder normalises with what the
     # decoder reads
     std = float(np.float32(max(std, 1e-30)))
@@ -152,7 +156,8 @@ def encode(arr, quality: int = 1, model: str = weights.DEFAULT_MODEL) -> bytes:
     flat = arr.reshape(-1, h, w)
     infos, masks = zip(*(_describe(x) for x in flat))
     coded = [i for i, f in enumerate(infos) if f.kind == CODED]
-    chunk = bitstream.Chunk(0, b"\0" * 4, quality, arr.dtype, arr.shape, list(infos))
+    fortran = arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous
+    chunk = bitstream.Chunk(0, b"\0" * 4, quality, arr.dtype, arr.shape, list(infos), fortran)
     chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
     if coded:
         rt = runtime(model)
@@ -212,7 +217,9 @@ def decode(buf) -> np.ndarray:
             result[i] = np.nan
         if f.has_mask:
             result[i][next(masks)] = np.nan
-    return result.reshape(chunk.shape)
+    result = result.reshape(chunk.shape)
+    # zarr v2 arrays with order="F" hand over and expect chunks in Fortran memory order
+    return np.asfortranarray(result) if chunk.fortran else result
 
 
 def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) -> None:

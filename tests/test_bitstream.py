@@ -1,0 +1,127 @@
+"""The chunk format: header size, layout, pack/unpack, varints, masks."""
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from cra5codec import bitstream, pipeline
+from cra5codec.bitstream import ALL_NAN, CODED, CONSTANT, Chunk, Field, pack, unpack
+
+
+def test_header_of_constant_field_is_small():
+    b = pipeline.encode(np.full((128, 256), 287.5, np.float32))
+    # magic 2, version, model, tag 4, dtype/quality, ndim, 2 varints of 2 bytes, kind, value 4, CRC 4 = 23
+    assert len(b) < 64
+
+
+def test_header_of_coded_field_is_small(era5_regridded):
+    b = pipeline.encode(era5_regridded[0, 0])
+    ch = unpack(b)
+    framing = len(b) - len(ch.ans)
+    assert framing < 64
+    # and no more than the bitstream docstring promises
+    promised = int(re.search(r"single 128 x 256 field costs (\d+) bytes of framing", bitstream.__doc__).group(1))
+    assert framing <= promised
+    # more fields add one field record each (kind byte + mean + std), nothing else
+    b5 = pipeline.encode(era5_regridded[:1])
+    extra = (len(b5) - len(unpack(b5).ans)) - framing  # one more shape varint, 4 records,
+    assert 4 * 9 < extra <= 1 + 4 * 13 + 2            # maybe a longer ANS length varint
+
+
+def test_layout(era5_regridded):
+    b = pipeline.encode(era5_regridded[:1, :2].astype(np.float64), quality=2)
+    assert b[:2] == b"C5" and b[2] == bitstream.VERSION == 1
+    assert b[8] == 0x80 | 2  # float64 flag, quality 2
+    assert b[9] == 4  # ndim
+    assert struct.unpack("<I", b[-4:])[0] == zlib.crc32(b[:-4])
+    ch = unpack(b)
+    assert ch.shape == (1, 2, 128, 256) and ch.dtype == np.float64 and ch.quality == 2
+    assert ch.model_id == 1 and len(ch.weights_tag) == 4
+    assert all(f.kind == CODED for f in ch.fields)
+    x = era5_regridded[0, :2].astype(np.float64)
+    for f, xi in zip(ch.fields, x):
+        assert f.mean == pytest.approx(xi.mean(), rel=1e-6)
+        assert f.std == pytest.approx(xi.std(), rel=1e-6)
+    assert len(ch.ans) % 4 == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_unpack_roundtrip(dtype):
+    fields = [Field(CODED, False, mean=1.5, std=0.25), Field(CONSTANT, True, value=-3.0),
+              Field(ALL_NAN), Field(CODED, True, mean=-2.0e5, std=1024.0),
+              Field(CONSTANT, value=0.1 if dtype == np.float64 else float(np.float32(0.1)))]
+    masks = bitstream.pack_masks([np.eye(8, 12, dtype=bool), np.ones((8, 12), bool)])
+    ch = Chunk(1, b"\x01\x02\x03\x04", 3, np.dtype(dtype), (5, 8, 12), fields, masks=masks,
+               ans=bytes(range(40)), symbol_check=0xBEEF)
+    b = pack(ch)
+    back = unpack(b)
+    assert back == ch
+    assert pack(back) == b
+    # every buffer type reads the same
+    assert unpack(bytearray(b)) == ch and unpack(memoryview(b)) == ch and unpack(np.frombuffer(b, np.uint8)) == ch
+
+
+def test_pack_unpack_without_sections():
+    ch = Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (2, 3, 1, 1), [Field(CONSTANT, value=float(i)) for i in range(6)])
+    assert unpack(pack(ch)) == ch
+
+
+@pytest.mark.parametrize("quality", [0, 128])
+def test_pack_rejects_bad_quality(quality):
+    with pytest.raises(ValueError, match="quality"):
+        pack(Chunk(0, b"\0" * 4, quality, np.dtype(np.float32), (1, 1), [Field(CONSTANT)]))
+
+
+def test_unpack_rejects_inconsistent_sections():
+    good = Chunk(1, b"abcd", 1, np.dtype(np.float32), (4, 4), [Field(CODED, mean=0.0, std=1.0)], ans=b"\0" * 8)
+    unpack(pack(good))
+    with pytest.raises(ValueError, match="32-bit"):
+        unpack(pack(Chunk(1, b"abcd", 1, np.dtype(np.float32), (4, 4), [Field(CODED)], ans=b"\0" * 7)))
+    with pytest.raises(ValueError, match="two dimensions|truncated"):
+        unpack(pack(Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (4,), [])))
+    with pytest.raises(ValueError, match="inconsistent"):
+        unpack(pack(Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (10 ** 6, 4, 4), [])))
+    with pytest.raises(ValueError):  # fewer field records than the shape needs
+        unpack(pack(Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (3, 4, 4), [Field(CONSTANT)])))
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 255, 300, 16383, 16384, 2 ** 31, 2 ** 32 + 5, 2 ** 63 - 1, 2 ** 64 - 1])
+def test_varint_roundtrip(n):
+    enc = bitstream._varint(n)
+    assert len(enc) == max(1, -(-n.bit_length() // 7))
+    assert all(b & 0x80 for b in enc[:-1]) and not enc[-1] & 0x80
+    r = bitstream._Reader(enc + b"\xff", len(enc))
+    assert r.varint() == n and r.pos == len(enc)
+
+
+def test_varint_malformed_and_truncated():
+    with pytest.raises(ValueError, match="malformed"):
+        bitstream._Reader(b"\x80" * 12, 12).varint()
+    with pytest.raises(ValueError, match="truncated"):
+        bitstream._Reader(b"\x80\x80", 2).varint()
+
+
+def test_masks_roundtrip():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((33, 49)) < p for p in (0.0, 0.1, 0.9, 1.0)]
+    data = bitstream.pack_masks(masks)
+    back = bitstream.unpack_masks(data, len(masks), (33, 49))
+    for a, b in zip(masks, back):
+        np.testing.assert_array_equal(a, b)
+    assert bitstream.pack_masks([]) == b"" and bitstream.unpack_masks(b"", 0, (3, 3)) == []
+    with pytest.raises(ValueError, match="mask"):
+        bitstream.unpack_masks(b"not zlib", 1, (3, 3))
+    with pytest.raises(ValueError, match="too short"):
+        bitstream.unpack_masks(data, 5, (33, 49))
+
+
+def test_symbol_check():
+    a = np.arange(-50, 50).reshape(10, 10)
+    c = bitstream.symbol_check(a, a[::-1])
+    assert 0 <= c < 2 ** 16
+    assert c == bitstream.symbol_check(a.astype(np.int64), a[::-1].copy())
+    assert c != bitstream.symbol_check(a[::-1], a)

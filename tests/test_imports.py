@@ -1,0 +1,50 @@
+"""Importing cra5codec is cheap: torch loads only when a chunk needs the network."""
+from __future__ import annotations
+
+from helpers import run_python
+
+PRELUDE = "import sys\nassert 'torch' not in sys.modules\n"
+NO_TORCH = "assert 'torch' not in sys.modules, 'torch was imported'\nprint('ok')\n"
+
+
+def test_import_does_not_import_torch():
+    r = run_python(PRELUDE +
+                   "import cra5codec\n"
+                   "from cra5codec import CRA5Codec, CRA5Serializer, available_qualities, __version__\n"
+                   "import cra5codec.bitstream, cra5codec.data, cra5codec.metrics, cra5codec.demo, cra5codec.cli\n"
+                   "import cra5codec.pipeline, cra5codec.entropy, cra5codec.weights, cra5codec.zarr3\n"
+                   "c = CRA5Codec(quality=2); CRA5Serializer(quality=2)\n"
+                   "assert available_qualities()[0] == 1\n" + NO_TORCH)
+    assert r.stdout.strip() == "ok"
+
+
+def test_registries_do_not_import_torch():
+    run_python(PRELUDE +
+               "import numcodecs, zarr\n"
+               "numcodecs.get_codec({'id': 'cra5'})\n"
+               "from zarr.registry import get_codec_class\n"
+               "assert get_codec_class('cra5codec.cra5').__name__ == 'CRA5Serializer'\n" + NO_TORCH)
+
+
+def test_constant_and_nan_chunks_need_no_torch():
+    run_python(PRELUDE +
+               "import numpy as np\n"
+               "from cra5codec import CRA5Codec\n"
+               "c = CRA5Codec()\n"
+               "x = np.full((2, 3, 64, 64), 7.5, np.float32); x[1] = np.nan; x[0, 1, :3] = np.nan\n"
+               "y = c.decode(c.encode(x))\n"
+               "np.testing.assert_array_equal(y, x)\n" + NO_TORCH)
+
+
+def test_cli_help_needs_no_torch():
+    run_python(PRELUDE +
+               "from cra5codec import cli\n"
+               "try:\n    cli.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n" + NO_TORCH)
+
+
+def test_coded_chunk_loads_torch():
+    """...and the first coded chunk does load it (sanity check of the tests above)."""
+    run_python("import sys, numpy as np\n"
+               "from cra5codec import CRA5Codec\n"
+               "CRA5Codec().encode(np.random.default_rng(0).standard_normal((32, 64)).astype('f4'))\n"
+               "assert 'torch' in sys.modules\n")

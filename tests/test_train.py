@@ -1,0 +1,147 @@
+"""Training smoke test through the CLI (tiny model, a few steps), resume, phase 2, export,
+and the exported weights driving the codec; plus the crop sampler."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cra5codec import pipeline, weights
+from cra5codec.entropy import Z_RANGE
+from cra5codec.train import TrainConfig, train
+from cra5codec.train.loop import DEFAULT_LAMBDAS
+from cra5codec.train.sampler import CropSampler
+from helpers import run_cli, smooth_field
+
+TINY = json.dumps({"dim": 32, "depth": 4, "heads": 2})
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+    """Phase 1 (4 steps), resumed to 6, phase 2 (2 steps) from it, exported."""
+    d = tmp_path_factory.mktemp("train")
+    common = ["--data", data_dir, "--every", "2", "--batch", "2", "--threads", "1", "--quiet"]
+    out = {"dir": d}
+    out["p1a_stdout"] = run_cli("train", "--phase", "1", "--steps", "4", "--checkpoint", d / "p1.pt",
+                                "--model", TINY, *common, cwd=d).stdout
+    out["p1a"] = load(d / "p1.pt")
+    out["p1b_stdout"] = run_cli("train", "--phase", "1", "--steps", "6", "--checkpoint", d / "p1.pt",
+                                "--model", TINY, *common, cwd=d).stdout
+    out["p1b"] = load(d / "p1.pt")
+    out["p2_stdout"] = run_cli("train", "--phase", "2", "--init", d / "p1.pt", "--steps", "2",
+                               "--checkpoint", d / "p2.pt", *common, cwd=d).stdout
+    out["p2"] = load(d / "p2.pt")
+    out["export_stdout"] = run_cli("export", d / "p2.pt", "--out", d / "w" / "tiny.safetensors", cwd=d).stdout
+    return out
+
+
+def test_phase1_checkpoint(runs):
+    s = runs["p1a"]
+    assert s["step"] == 4
+    assert [e["step"] for e in s["log"]] == [2, 4]
+    assert s["model_config"]["dim"] == 32 and s["model_config"]["depth"] == 4
+    assert set(s["log"][-1]["val"]) == {"t2m", "u10", "v10", "msl", "tp"}  # validated at the end
+    assert all(np.isfinite(e["loss"]) for e in s["log"])
+    assert s["train_config"]["phase"] == 1
+    assert "checkpoint:" in runs["p1a_stdout"]
+    assert not list(runs["dir"].glob("*.tmp"))  # written atomically
+
+
+def test_phase1_resumes(runs):
+    a, b = runs["p1a"], runs["p1b"]
+    assert b["step"] == 6
+    assert [e["step"] for e in b["log"]] == [2, 4, 6]
+    assert b["log"][:2] == a["log"]  # the first run's record is kept, not redone
+    logged = [json.loads(line)["step"] for line in runs["p1b_stdout"].splitlines() if line.startswith("{")]
+    assert logged == [6]  # only the new steps ran
+    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_phase2_from_phase1(runs):
+    p1, p2 = runs["p1b"], runs["p2"]
+    assert p2["step"] == 2 and p2["train_config"]["phase"] == 2
+    assert p2["model_config"]["qualities"] == len(DEFAULT_LAMBDAS)
+    assert p2["model_config"]["dim"] == 32
+    # the encoder is frozen in phase 2: identical to phase 1's
+    for k in p1["model"]:
+        if k.startswith(("patch_embed", "pos_a", "g_a", "norm_a", "to_posterior")):
+            assert torch.equal(p1["model"][k], p2["model"][k]), k
+    entry = p2["log"][-1]
+    assert "bpv" in entry and entry["bpv"] > 0
+    assert f"t2m/q{len(DEFAULT_LAMBDAS)}" in entry["val"]
+
+
+def test_phase2_needs_init(tmp_path):
+    with pytest.raises(ValueError, match="--init"):
+        train(TrainConfig(phase=2, checkpoint=str(tmp_path / "p2.pt"), data=str(tmp_path), threads=1),
+              progress=False)
+
+
+def test_export(runs):
+    from safetensors import safe_open
+
+    path = runs["dir"] / "w" / "tiny.safetensors"
+    assert "weights:" in runs["export_stdout"] and path.exists()
+    with safe_open(str(path), framework="numpy") as f:
+        keys = set(f.keys())
+        meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        y_pmf, y_ranges, z_pmf = f.get_tensor("tables.y_pmf"), f.get_tensor("tables.y_ranges"), f.get_tensor("tables.z_pmf")
+    assert {"tables.z_pmf", "tables.y_pmf", "tables.y_ranges"} <= keys
+    assert "patch_embed.weight" in keys and "g_s.blocks.0.attn.qkv.weight" in keys
+    assert meta["model_config"] == runs["p2"]["model_config"]
+    assert meta["lambdas"] == list(DEFAULT_LAMBDAS)
+    assert meta["training"]["steps"] == 2
+    assert z_pmf.shape == (meta["model_config"]["side"], 2 * Z_RANGE + 1)
+    np.testing.assert_allclose(z_pmf.sum(1), 1, atol=1e-9)
+    assert y_pmf.shape[0] == y_ranges.shape[0]
+
+
+def test_exported_weights_drive_the_codec(runs, monkeypatch, era5_regridded):
+    """Register the exported file as a model and run the whole codec with it."""
+    path = runs["dir"] / "w" / "tiny.safetensors"
+    name, mid = "tiny-test", 250
+    real_path = weights.weights_path
+    monkeypatch.setitem(weights.MODELS, mid, name)
+    monkeypatch.setattr(weights, "weights_path", lambda n: path if n == name else real_path(n))
+    monkeypatch.setattr(pipeline, "_runtimes", {})
+    try:
+        x = era5_regridded[0, :2]
+        b = pipeline.encode(x, quality=len(DEFAULT_LAMBDAS), model=name)
+        assert b[3] == mid
+        y = pipeline.decode(b)
+        assert y.shape == x.shape and np.isfinite(y).all()
+        assert weights.available_qualities(name) == list(range(1, len(DEFAULT_LAMBDAS) + 1))
+    finally:
+        weights.weights_tag.cache_clear()
+        weights.metadata.cache_clear()
+
+
+# ------------------------------------------------------------------------------ sampler
+def test_crop_sampler(uk_t2m, era5_regridded):
+    arrays = [era5_regridded[:, 0], uk_t2m]  # a global and a small regional source
+    s = CropSampler(arrays, [1.0, 1.0], crop=(64, 128), seed=3)
+    b = s.batch(6)
+    assert b.shape == (6, 1, 64, 128) and b.dtype == np.float32
+    np.testing.assert_allclose(b.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(b.std(axis=(1, 2, 3)), 1, atol=1e-3)
+    again = CropSampler(arrays, [1.0, 1.0], crop=(64, 128), seed=3).batch(6)
+    np.testing.assert_array_equal(b, again)  # reproducible from the seed
+    only_uk = CropSampler([uk_t2m], [1.0], crop=(64, 128), seed=0).batch(2)
+    assert only_uk.shape == (2, 1, 64, 128) and np.isfinite(only_uk).all()
+
+
+def test_crop_sampler_constant_field():
+    s = CropSampler([np.zeros((2, 40, 40), np.float32)], [1.0], crop=(32, 32))
+    assert not s.batch(2).any()
+
+
+def test_crop_sampler_weights():
+    a = np.full((1, 32, 32), 1.0, np.float32) + smooth_field((1, 32, 32)).astype(np.float32)
+    s = CropSampler([a, a], [1.0, 0.0], crop=(32, 32))
+    assert s.p.tolist() == [1.0, 0.0]
