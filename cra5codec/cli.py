@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .weights import DEFAULT_QUALITY
+
 
 def _train(args) -> int:
     from .train import TrainConfig, train
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
     d.add_argument("source", nargs="?", help="anything xarray opens: a Zarr store, netCDF or GRIB file")
     d.add_argument("--out", default="cra5-demo.zarr", help="Zarr store to write (default: %(default)s)")
     d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    d.add_argument("--quality", type=int, default=1, help="quality level, 1 = smallest output")
+    d.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="quality level, 1 = smallest output (default: %(default)s)")
     d.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
     d.add_argument("--regrid", default="128x256", help="regrid global fields to LATxLON, or 'none' (default: %(default)s)")
     d.add_argument("--variables", nargs="+", help="variables to compress (default: all with lat/lon)")

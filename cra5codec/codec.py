@@ -7,7 +7,7 @@ from numcodecs.compat import ndarray_copy
 from numcodecs.registry import register_codec
 
 from . import pipeline
-from .weights import DEFAULT_MODEL
+from .weights import DEFAULT_MODEL, DEFAULT_QUALITY
 
 
 def check_quality(quality) -> int:
@@ -28,7 +28,8 @@ class CRA5Codec(Codec):
     Parameters
     ----------
     quality : int
-        Quality level, 1 = smallest output; see :func:`cra5codec.available_qualities`.
+        Quality level, 1 = smallest output (default 3); see
+        :func:`cra5codec.available_qualities`.
     model : str
         Name of the shipped model (recorded in each chunk).
 
@@ -41,7 +42,7 @@ class CRA5Codec(Codec):
 
     codec_id = "cra5"
 
-    def __init__(self, quality: int = 1, model: str = DEFAULT_MODEL):
+    def __init__(self, quality: int = DEFAULT_QUALITY, model: str = DEFAULT_MODEL):
         self.quality = check_quality(quality)
         self.model = str(model)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from . import data, metrics
+from .weights import DEFAULT_QUALITY
 
 
-def zarr_encoding(ds, quality: int = 1, zarr_format: int = 3, model: str | None = None) -> dict:
+def zarr_encoding(ds, quality: int = DEFAULT_QUALITY, zarr_format: int = 3, model: str | None = None) -> dict:
     """xarray ``to_zarr`` encoding that compresses every (lat, lon) variable of ``ds``
     with cra5, one chunk per 2-D field."""
     from .codec import CRA5Codec
@@ -65,7 +66,7 @@ def prepare(ds, variables=None, shape=data.TARGET_SHAPE):
     return out
 
 
-def roundtrip(src=None, out="cra5-demo.zarr", quality: int = 1, zarr_format: int = 3,
+def roundtrip(src=None, out="cra5-demo.zarr", quality: int = DEFAULT_QUALITY, zarr_format: int = 3,
               shape=data.TARGET_SHAPE, variables=None, overwrite: bool = False) -> list[dict]:
     """Compress ``src`` (a path xarray opens; None = the shipped sample) into the Zarr
     store ``out`` and return one report row per variable."""

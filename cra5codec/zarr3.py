@@ -1,7 +1,7 @@
 """CRA5Serializer: cra5 as a native Zarr format 3 array-to-bytes codec.
 
 In ``zarr.json`` it appears as ``{"name": "cra5codec.cra5", "configuration":
-{"quality": 1, "model": "vaeformer-s"}}`` in the serializer slot. It sees each chunk's
+{"quality": 3, "model": "vaeformer-s"}}`` in the serializer slot. It sees each chunk's
 shape and dtype from zarr, and runs the network in a worker thread so zarr's event
 loop keeps other chunks' I/O moving.
 """
@@ -17,7 +17,7 @@ from zarr.registry import register_codec
 
 from . import pipeline
 from .codec import check_quality
-from .weights import DEFAULT_MODEL
+from .weights import DEFAULT_MODEL, DEFAULT_QUALITY
 
 NAME = "cra5codec.cra5"
 
@@ -29,13 +29,14 @@ class CRA5Serializer(ArrayBytesCodec):
     Parameters
     ----------
     quality : int
-        Quality level, 1 = smallest output; see :func:`cra5codec.available_qualities`.
+        Quality level, 1 = smallest output (default 3); see
+        :func:`cra5codec.available_qualities`.
     model : str
         Name of the shipped model.
     """
 
     is_fixed_size = False
-    quality: int = 1
+    quality: int = DEFAULT_QUALITY
     model: str = DEFAULT_MODEL
 
     def __post_init__(self):

@@ -112,7 +112,7 @@ def test_config_roundtrip():
     assert c2 == c and c2.quality == 3 and c2.model == DEFAULT_MODEL
     assert numcodecs.get_codec(dict(cfg)) == c
     assert "quality=3" in repr(c)
-    assert CRA5Codec() != c
+    assert CRA5Codec(quality=1) != c
 
 
 @pytest.mark.parametrize("quality", [0, -1, 128, 1.5, "2", True, None])

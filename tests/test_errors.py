@@ -166,7 +166,7 @@ def test_other_weights_tag(era5_chunk):
 
 
 def test_quality_the_model_lacks(era5_chunk):
-    assert unpack(era5_chunk).quality == 1
+    assert unpack(era5_chunk).quality == CRA5Codec().quality == 3
     b = bytearray(era5_chunk)
     b[8] = (b[8] & 0xC0) | 60  # the dtype/quality byte
     with pytest.raises(ValueError, match="quality 60"):

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from cra5codec import CRA5Codec, CRA5Serializer, DEFAULT_MODEL
+from cra5codec import CRA5Codec, CRA5Serializer, DEFAULT_MODEL, DEFAULT_QUALITY
 from cra5codec.demo import zarr_encoding
 from helpers import ERA5_BOUNDS, ERA5_VARS, rel_rmse, run_python
 
@@ -22,7 +22,7 @@ def test_zarr2_create_compressor(tmp_path, era5_regridded):
                     zarr_format=2, store=str(tmp_path / "a.zarr"))
     z[:] = x
     meta = json.loads((tmp_path / "a.zarr" / ".zarray").read_text())
-    assert meta["compressor"] == {"id": "cra5", "quality": 1, "model": DEFAULT_MODEL}
+    assert meta["compressor"] == {"id": "cra5", "quality": DEFAULT_QUALITY, "model": DEFAULT_MODEL}
     back = zarr.open_array(str(tmp_path / "a.zarr"), mode="r")
     y = back[:]
     assert y.dtype == np.float32 and y.shape == x.shape
@@ -110,7 +110,7 @@ def test_zarr3_serializer(tmp_path, era5_regridded):
     a[:] = x
     meta = json.loads((path / "zarr.json").read_text())
     assert meta["codecs"] == [{"name": "cra5codec.cra5",
-                               "configuration": {"quality": 1, "model": DEFAULT_MODEL}}]
+                               "configuration": {"quality": DEFAULT_QUALITY, "model": DEFAULT_MODEL}}]
     y = zarr.open_array(str(path), mode="r")[:]
     assert y.dtype == np.float32
     assert (rel_rmse(x, y) < ERA5_BOUNDS).all()
@@ -121,7 +121,7 @@ def test_zarr3_serializer(tmp_path, era5_regridded):
                    "y = a[:]\n"
                    "np.testing.assert_array_equal(y, np.load('ref.npy'))\n"
                    "print(type(a.serializer).__module__, a.serializer.quality)\n", cwd=tmp_path)
-    assert r.stdout.split() == ["cra5codec.zarr3", "1"]
+    assert r.stdout.split() == ["cra5codec.zarr3", str(DEFAULT_QUALITY)]
 
 
 def test_zarr3_float64_edge_chunks(tmp_path, erainterim):

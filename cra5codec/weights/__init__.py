@@ -17,6 +17,9 @@ HERE = Path(__file__).parent
 #: model id (written in every chunk; never reuse one) -> model name (= file stem)
 MODELS = {1: "vaeformer-s"}
 DEFAULT_MODEL = "vaeformer-s"
+#: the codec's default quality level: the middle of the shipped five, a balance of
+#: size and error (level 1 is the smallest output)
+DEFAULT_QUALITY = 3
 
 
 def model_id(name: str) -> int:
