@@ -1,13 +1,26 @@
-"""One chunk, one straight line: NaN mask -> normalise -> pad -> model -> entropy coder."""
+"""One chunk, one straight line: NaN mask -> normalise -> pad -> model -> entropy coder.
+
+Both Zarr faces (:mod:`cra5codec.codec`, :mod:`cra5codec.zarr3`) call :func:`encode`
+and :func:`decode` here; the chunk layout is :mod:`cra5codec.bitstream`'s, the network
+and its tables are a :class:`cra5codec.runtime.Runtime` loaded on first use.
+"""
 from __future__ import annotations
 
 import numpy as np
+
+from . import bitstream, entropy, weights
+from .bitstream import ALL_NAN, CODED, CONSTANT
 
 #: the network needs H and W in multiples of this (patch 8 x hyperprior stride 4)
 ALIGN = 32
 
 
+#: fields per network call: bounds memory for chunks with many fields
+BATCH = 16
+
+
 def padded_size(n: int) -> int:
+    """The padded grid length the network takes for ``n`` points."""
     return max(ALIGN, -(-n // ALIGN) * ALIGN)
 
 
@@ -21,96 +34,6 @@ def pad_field(x: np.ndarray, H: int, W: int) -> np.ndarray:
     pad = [(0, 0)] * (x.ndim - 2)
     x = np.pad(x, pad + [(0, 0), (0, W - w)], mode="wrap")
     return np.pad(x, pad + [(0, H - h), (0, 0)], mode="symmetric")
-
-
-import copy  # noqa: E402
-import threading  # noqa: E402
-
-from . import bitstream, weights  # noqa: E402
-from .bitstream import ALL_NAN, CODED, CONSTANT  # noqa: E402
-
-#: fields per network call: bounds memory for chunks with many fields
-BATCH = 16
-_runtimes: dict = {}
-_runtimes_lock = threading.Lock()
-
-
-class Runtime:
-    """A loaded model: the network (eval mode) and its fixed coding tables.
-
-    The network's forward passes are serialised by a lock: torch already spreads one
-    call over every core, so concurrent calls from zarr's threads would only
-    oversubscribe them. The hyper-synthesis always runs on the CPU in float64: it
-    chooses each symbol's probability table, so encoder and decoder must compute it
-    alike, and float64 keeps a table choice from flipping on a last-bit difference
-    between machines (the bitstream's symbol check catches what remains).
-    """
-
-    def __init__(self, name: str, device: str | None = None):
-        import torch
-        from safetensors.torch import load_file
-
-        from .entropy import TableCoder
-        from .model.vaeformer import VAEformer
-
-        self.name, self.id, self.tag = name, weights.model_id(name), weights.weights_tag(name)
-        tensors = load_file(str(weights.weights_path(name)))
-        meta = weights.metadata(name)
-        self.model = VAEformer(**meta["model_config"])
-        self.model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("tables.")})
-        self.model.eval()
-        self.qualities = self.model.config["qualities"]
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
-        self.h_s = copy.deepcopy(self.model.h_s).double().cpu()
-        z_pmf = tensors["tables.z_pmf"].double().numpy()
-        self.z_coder = TableCoder(z_pmf, [(z_pmf.shape[1] - 1) // 2] * len(z_pmf))
-        self.y_coder = TableCoder(tensors["tables.y_pmf"].double().numpy(), tensors["tables.y_ranges"].numpy())
-        self.lock = threading.Lock()
-        self.torch = torch
-
-    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z symbols (B, side, h, w) -> (mu, scale-table index) of y, on the CPU."""
-        torch = self.torch
-        with torch.inference_mode():
-            p = self.h_s(torch.from_numpy(z_sym.astype(np.float64)))
-            mu, log_scale = p.chunk(2, dim=1)
-            scale = torch.exp(log_scale)
-        from .entropy import scale_index
-
-        return mu.numpy(), scale_index(scale.numpy())
-
-    def analyse(self, x: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised fields (B, H, W) -> (y scaled by quality q's gain, z symbols)."""
-        torch = self.torch
-        with self.lock, torch.inference_mode():
-            xt = torch.from_numpy(x[:, None]).to(self.device)
-            mean, _ = self.model.posterior(xt)
-            gain, _ = self.model.gain(q - 1)
-            y = mean * gain
-            z = torch.round(self.model.h_a(y))
-            return y.float().cpu().numpy(), z.cpu().numpy().astype(np.int64)
-
-    def synthesise(self, y_hat: np.ndarray, q: int) -> np.ndarray:
-        """Gained latent (B, latent, h, w) -> normalised fields (B, H, W)."""
-        torch = self.torch
-        with self.lock, torch.inference_mode():
-            _, inv_gain = self.model.gain(q - 1)
-            y = torch.from_numpy(y_hat.astype(np.float32)).to(self.device) * inv_gain
-            return self.model.synthesise(y)[:, 0].float().cpu().numpy()
-
-
-def runtime(name: str = weights.DEFAULT_MODEL) -> Runtime:
-    """The loaded model ``name`` (loaded once per process, on first use)."""
-    rt = _runtimes.get(name)
-    if rt is None:
-        with _runtimes_lock:
-            rt = _runtimes.get(name)
-            if rt is None:
-                import os
-
-                rt = _runtimes[name] = Runtime(name, os.environ.get("CRA5CODEC_DEVICE") or None)
-    return rt
 
 
 # ------------------------------------------------------------------------------ encode
@@ -160,7 +83,7 @@ def encode(arr, quality: int = 1, model: str = weights.DEFAULT_MODEL) -> bytes:
     chunk = bitstream.Chunk(0, b"\0" * 4, quality, arr.dtype, arr.shape, list(infos), fortran)
     chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
     if coded:
-        rt = runtime(model)
+        rt = _runtime(model)
         if not 1 <= quality <= rt.qualities:
             raise ValueError(f"quality must be in 1..{rt.qualities} for model {model!r}, not {quality}")
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
@@ -175,12 +98,18 @@ def encode(arr, quality: int = 1, model: str = weights.DEFAULT_MODEL) -> bytes:
         z_sym = np.concatenate(zs)
         mu, y_table = rt.hyper(z_sym)
         y_sym = np.round(np.concatenate(ys) - mu).astype(np.int64)
-        coder = _entropy().new_encoder()
+        coder = entropy.new_encoder()
         rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
         rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
         chunk.ans = coder.get_compressed().astype("<u4").tobytes()
         chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym)
     return bitstream.pack(chunk)
+
+
+def _runtime(name: str):
+    from .runtime import runtime  # torch loads here, on the first chunk that needs the network
+
+    return runtime(name)
 
 
 def _normalised(x: np.ndarray, f: bitstream.Field) -> np.ndarray:
@@ -191,12 +120,6 @@ def _normalised(x: np.ndarray, f: bitstream.Field) -> np.ndarray:
 def _channel_table(shape) -> np.ndarray:
     """The z table of each z element: its channel."""
     return np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape).ravel()
-
-
-def _entropy():
-    from . import entropy
-
-    return entropy
 
 
 # ------------------------------------------------------------------------------ decode
@@ -228,7 +151,7 @@ def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) 
         raise ValueError(f"this chunk was written by cra5codec model {name!r} with weights "
                          f"{chunk.weights_tag.hex()}, but the installed {name!r} weights are "
                          f"{weights.weights_tag(name).hex()}; install the cra5codec version that wrote it")
-    rt = runtime(name)
+    rt = _runtime(name)
     if not 1 <= chunk.quality <= rt.qualities:
         raise ValueError(f"cra5 chunk names quality {chunk.quality}, which model {name!r} lacks")
     h, w = chunk.shape[-2:]
@@ -237,7 +160,7 @@ def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) 
     stride = cfg["patch"] * 4
     z_shape = (len(coded), cfg["side"], H // stride, W // stride)
     try:
-        coder = _entropy().new_decoder(np.frombuffer(chunk.ans, dtype="<u4"))
+        coder = entropy.new_decoder(np.frombuffer(chunk.ans, dtype="<u4"))
         z_sym = rt.z_coder.decode(coder, _channel_table(z_shape)).reshape(z_shape)
         mu, y_table = rt.hyper(z_sym)
         y_sym = rt.y_coder.decode(coder, y_table.ravel()).reshape(mu.shape)

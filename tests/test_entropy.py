@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cra5codec import entropy
+from cra5codec import entropy, runtime
 from cra5codec.entropy import SCALE_TABLE, TableCoder, gaussian_tables, scale_index
 
 
@@ -129,7 +129,7 @@ def test_shipped_tables_roundtrip():
     """The coders built from the shipped weights' tables code what the pipeline codes."""
     from cra5codec import pipeline
 
-    rt = pipeline.runtime()
+    rt = runtime.runtime()
     rng = np.random.default_rng(4)
     side = rt.model.config["side"]
     z_table = np.repeat(np.arange(side), 50)

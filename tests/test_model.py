@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cra5codec import pipeline
+from cra5codec import pipeline, runtime
 from cra5codec.model.act import KINDS, ACTBlock, ACTStage, window_partition, window_reverse, window_size
 from cra5codec.model.vaeformer import ALIGN, VAEformer, periodic_pad
 
@@ -176,10 +176,10 @@ def test_pad_field_wraps_longitude_and_mirrors_latitude():
 def test_shipped_runtime_matches_metadata():
     from cra5codec import available_qualities, weights
 
-    rt = pipeline.runtime()
+    rt = runtime.runtime()
     meta = weights.metadata(weights.DEFAULT_MODEL)
     assert rt.model.config == meta["model_config"]
     assert rt.qualities == len(available_qualities())
     assert rt.tag == weights.weights_tag(weights.DEFAULT_MODEL) and len(rt.tag) == 4
     assert not rt.model.training
-    assert pipeline.runtime() is rt  # loaded once per process
+    assert runtime.runtime() is rt  # loaded once per process

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cra5codec import pipeline, weights
+from cra5codec import pipeline, runtime, weights
 from cra5codec.entropy import Z_RANGE
 from cra5codec.train import TrainConfig, train
 from cra5codec.train.loop import DEFAULT_LAMBDAS
@@ -109,7 +109,7 @@ def test_exported_weights_drive_the_codec(runs, monkeypatch, era5_regridded):
     real_path = weights.weights_path
     monkeypatch.setitem(weights.MODELS, mid, name)
     monkeypatch.setattr(weights, "weights_path", lambda n: path if n == name else real_path(n))
-    monkeypatch.setattr(pipeline, "_runtimes", {})
+    monkeypatch.setattr(runtime, "_runtimes", {})
     try:
         x = era5_regridded[0, :2]
         b = pipeline.encode(x, quality=len(DEFAULT_LAMBDAS), model=name)

@@ -1,0 +1,85 @@
+"""A loaded model: the VAEformer, its coding tables, and the locks around them.
+
+Importing this module imports torch; :mod:`cra5codec.pipeline` does so only when a
+chunk needs the network.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import threading
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from . import weights
+from .entropy import TableCoder, scale_index
+from .model.vaeformer import VAEformer
+
+_runtimes: dict = {}
+_runtimes_lock = threading.Lock()
+
+
+class Runtime:
+    """A loaded model: the network (eval mode) and its fixed coding tables.
+
+    The network's forward passes are serialised by a lock: torch already spreads one
+    call over every core, so concurrent calls from zarr's threads would only
+    oversubscribe them. The hyper-synthesis always runs on the CPU in float64: it
+    chooses each symbol's probability table, so encoder and decoder must compute it
+    alike, and float64 keeps a table choice from flipping on a last-bit difference
+    between machines (the bitstream's symbol check catches what remains).
+    """
+
+    def __init__(self, name: str, device: str | None = None):
+        self.name, self.id, self.tag = name, weights.model_id(name), weights.weights_tag(name)
+        tensors = load_file(str(weights.weights_path(name)))
+        meta = weights.metadata(name)
+        self.model = VAEformer(**meta["model_config"])
+        self.model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("tables.")})
+        self.model.eval()
+        self.qualities = self.model.config["qualities"]
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.h_s = copy.deepcopy(self.model.h_s).double().cpu()
+        z_pmf = tensors["tables.z_pmf"].double().numpy()
+        self.z_coder = TableCoder(z_pmf, [(z_pmf.shape[1] - 1) // 2] * len(z_pmf))
+        self.y_coder = TableCoder(tensors["tables.y_pmf"].double().numpy(), tensors["tables.y_ranges"].numpy())
+        self.lock = threading.Lock()
+
+    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z symbols (B, side, h, w) -> (mu, scale-table index) of y, on the CPU."""
+        with torch.inference_mode():
+            p = self.h_s(torch.from_numpy(z_sym.astype(np.float64)))
+            mu, log_scale = p.chunk(2, dim=1)
+            scale = torch.exp(log_scale)
+        return mu.numpy(), scale_index(scale.numpy())
+
+    def analyse(self, x: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised fields (B, H, W) -> (y scaled by quality q's gain, z symbols)."""
+        with self.lock, torch.inference_mode():
+            xt = torch.from_numpy(x[:, None]).to(self.device)
+            mean, _ = self.model.posterior(xt)
+            gain, _ = self.model.gain(q - 1)
+            y = mean * gain
+            z = torch.round(self.model.h_a(y))
+            return y.float().cpu().numpy(), z.cpu().numpy().astype(np.int64)
+
+    def synthesise(self, y_hat: np.ndarray, q: int) -> np.ndarray:
+        """Gained latent (B, latent, h, w) -> normalised fields (B, H, W)."""
+        with self.lock, torch.inference_mode():
+            _, inv_gain = self.model.gain(q - 1)
+            y = torch.from_numpy(y_hat.astype(np.float32)).to(self.device) * inv_gain
+            return self.model.synthesise(y)[:, 0].float().cpu().numpy()
+
+
+def runtime(name: str = weights.DEFAULT_MODEL) -> Runtime:
+    """The loaded model ``name`` (loaded once per process, on first use)."""
+    rt = _runtimes.get(name)
+    if rt is None:
+        with _runtimes_lock:
+            rt = _runtimes.get(name)
+            if rt is None:
+                rt = _runtimes[name] = Runtime(name, os.environ.get("CRA5CODEC_DEVICE") or None)
+    return rt
