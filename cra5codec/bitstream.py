@@ -45,7 +45,7 @@ VERSION = 1
 CODED, CONSTANT, ALL_NAN = 0, 1, 2
 _HAS_MASK = 0x80
 #: the most values a chunk may declare (guards against decompression bombs)
-MAX_VALUES = 2 ** 34
+MAX_VALUES = 2 ** 31
 
 
 @dataclasses.dataclass
