@@ -46,15 +46,19 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the VAEformer (phase 1: reconstruction VAE; phase 2: entropy model)",
-                       description="Train one phase. Re-running the same command resumes from --checkpoint.")
+                       description="Train one phase. Re-running the same command resumes from --checkpoint.",
+                       epilog="The shipped model: 'cra5codec train --phase 1 --steps 20000 --checkpoint runs/phase1.pt', "
+                              "'cra5codec train --phase 2 --init runs/phase1.pt --steps 20000 --checkpoint runs/phase2.pt', "
+                              "then 'cra5codec export runs/phase2.pt'.")
     t.add_argument("--data", default="../shared/data", help="folder of Zarr/netCDF/GRIB reanalysis (default: %(default)s)")
     t.add_argument("--phase", type=int, choices=(1, 2), default=1)
     t.add_argument("--checkpoint", default="runs/phase1.pt", help="checkpoint to write and resume from")
     t.add_argument("--init", help="phase 2: the phase-1 checkpoint to start from")
-    t.add_argument("--steps", type=int, default=10000)
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("LAT", "LON"))
-    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument("--steps", type=int, default=10000, help="total optimiser steps of this phase (default: %(default)s)")
+    t.add_argument("--batch", type=int, default=8, help="crops per step (default: %(default)s)")
+    t.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("LAT", "LON"),
+                   help="crop size in grid points, multiples of 32 (default: 64 128)")
+    t.add_argument("--lr", type=float, default=4e-4, help="peak learning rate, cosine decay (default: %(default)s)")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--every", type=int, default=250, help="log/checkpoint interval in steps")
