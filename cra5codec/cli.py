@@ -53,7 +53,9 @@ def main(argv=None) -> int:
     t.add_argument("--data", default="../shared/data", help="folder of Zarr/netCDF/GRIB reanalysis (default: %(default)s)")
     t.add_argument("--phase", type=int, choices=(1, 2), default=1)
     t.add_argument("--checkpoint", default="runs/phase1.pt", help="checkpoint to write and resume from")
-    t.add_argument("--init", help="phase 2: the phase-1 checkpoint to start from")
+    t.add_argument("--init", help="start from these weights: a checkpoint (.pt) or exported weights "
+                                  "(.safetensors, e.g. cra5codec/weights/vaeformer-s.safetensors); "
+                                  "phase 2 needs one")
     t.add_argument("--steps", type=int, default=10000, help="total optimiser steps of this phase (default: %(default)s)")
     t.add_argument("--batch", type=int, default=8, help="crops per step (default: %(default)s)")
     t.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("LAT", "LON"),

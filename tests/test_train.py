@@ -27,7 +27,7 @@ def runs(tmp_path_factory, data_dir):
     """Phase 1 (4 steps), resumed to 6, phase 2 (2 steps) from it, exported."""
     d = tmp_path_factory.mktemp("train")
     common = ["--data", data_dir, "--every", "2", "--batch", "2", "--threads", "1", "--quiet"]
-    out = {"dir": d}
+    out = {"dir": d, "data_dir": data_dir}
     out["p1a_stdout"] = run_cli("train", "--phase", "1", "--steps", "4", "--checkpoint", d / "p1.pt",
                                 "--model", TINY, *common, cwd=d).stdout
     out["p1a"] = load(d / "p1.pt")
@@ -145,3 +145,16 @@ def test_crop_sampler_weights():
     a = np.full((1, 32, 32), 1.0, np.float32) + smooth_field((1, 32, 32)).astype(np.float32)
     s = CropSampler([a, a], [1.0, 0.0], crop=(32, 32))
     assert s.p.tolist() == [1.0, 0.0]
+
+
+def test_training_continues_from_exported_weights(runs):
+    """--init takes exported .safetensors weights (the shipped model's format) as well."""
+    d = runs["dir"]
+    common = ["--data", runs["data_dir"], "--every", "1", "--batch", "2", "--threads", "1", "--quiet"]
+    run_cli("train", "--phase", "2", "--init", d / "w" / "tiny.safetensors", "--steps", "1",
+            "--checkpoint", d / "p2_from_export.pt", *common, cwd=d)
+    src, cont = runs["p2"], load(d / "p2_from_export.pt")
+    assert cont["step"] == 1 and cont["model_config"] == src["model_config"]
+    for k in src["model"]:  # the frozen encoder starts, and stays, exactly where the export left it
+        if k.startswith(("patch_embed", "g_a", "to_posterior")):
+            assert torch.equal(src["model"][k], cont["model"][k]), k

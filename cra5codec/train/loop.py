@@ -94,6 +94,20 @@ def _save(path: Path, model, opt, step: int, cfg: TrainConfig, log: list) -> Non
     tmp.replace(path)  # never leave a half-written checkpoint
 
 
+def _load_init(path: str) -> tuple[dict, dict]:
+    """(model config, state dict) from a training checkpoint (.pt) or from exported
+    weights (.safetensors, e.g. the shipped model), so training can continue from either."""
+    if str(path).endswith(".safetensors"):
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as f:
+            config = json.loads(f.metadata()["model_config"])
+        return config, {k: v for k, v in load_file(str(path)).items() if not k.startswith("tables.")}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state["model_config"], state["model"]
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) one training phase; returns the checkpoint path."""
     from tqdm import tqdm
@@ -108,14 +122,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = VAEformer(**state["model_config"])
-    elif cfg.phase == 2:
-        if not cfg.init:
-            raise ValueError("phase 2 needs --init, a phase-1 checkpoint")
-        init = torch.load(cfg.init, map_location="cpu", weights_only=True)
-        model = VAEformer(**{**init["model_config"], "qualities": len(cfg.lambdas)})
+    elif cfg.init:
+        init_config, init_weights = _load_init(cfg.init)
+        model = VAEformer(**{**init_config, "qualities": len(cfg.lambdas)})
         own = model.state_dict()
-        model.load_state_dict({k: v for k, v in init["model"].items()
+        model.load_state_dict({k: v for k, v in init_weights.items()
                                if k in own and own[k].shape == v.shape}, strict=False)
+    elif cfg.phase == 2:
+        raise ValueError("phase 2 needs --init: a phase-1 checkpoint or exported weights")
     else:
         model = VAEformer(**cfg.model)
     if state is not None:
