@@ -68,39 +68,33 @@ def _sz3():
     return Baseline("sz3", "SZ3", "eb", SZ3)
 
 
+class _NumcodecsField:
+    """A numcodecs codec that stores the field's shape itself (ZFP, SPERR)."""
+
+    def __init__(self, codec):
+        self.codec = codec
+
+    def encode(self, x):
+        return self.codec.encode(np.ascontiguousarray(x))
+
+    def decode(self, buf, shape):
+        return self.codec.decode(buf)
+
+
 def _zfp():
     import zfpy
     from numcodecs.zfpy import ZFPY
 
-    class ZFP:
-        def __init__(self, eb):
-            # fixed-accuracy mode: zfp rounds the tolerance down to a power of two,
-            # so its RMSE is a step function of eb
-            self.codec = ZFPY(mode=zfpy.mode_fixed_accuracy, tolerance=float(eb))
-
-        def encode(self, x):
-            return self.codec.encode(np.ascontiguousarray(x))
-
-        def decode(self, buf, shape):
-            return self.codec.decode(buf)
-
-    return Baseline("zfp", "ZFP", "eb", ZFP)
+    # fixed-accuracy mode: zfp rounds the tolerance down to a power of two, so its
+    # RMSE is a step function of eb
+    return Baseline("zfp", "ZFP", "eb", lambda eb: _NumcodecsField(
+        ZFPY(mode=zfpy.mode_fixed_accuracy, tolerance=float(eb))))
 
 
 def _sperr():
     from numcodecs_wasm_sperr import Sperr
 
-    class SPERR:
-        def __init__(self, eb):
-            self.codec = Sperr(mode="pwe", pwe=float(eb))
-
-        def encode(self, x):
-            return self.codec.encode(np.ascontiguousarray(x))
-
-        def decode(self, buf, shape):
-            return self.codec.decode(buf)
-
-    return Baseline("sperr", "SPERR", "eb", SPERR)
+    return Baseline("sperr", "SPERR", "eb", lambda eb: _NumcodecsField(Sperr(mode="pwe", pwe=float(eb))))
 
 
 def _bitround():
