@@ -6,11 +6,13 @@ chunk needs the network.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import threading
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from . import weights
@@ -19,6 +21,16 @@ from .model.vaeformer import VAEformer
 
 _runtimes: dict = {}
 _runtimes_lock = threading.Lock()
+
+
+def load_weights(path) -> tuple[dict, dict, dict]:
+    """An exported weights file -> (model config, network state dict, coding tables)."""
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        config = json.loads(f.metadata()["model_config"])
+    network = {k: v for k, v in tensors.items() if not k.startswith("tables.")}
+    tables = {k[len("tables."):]: v for k, v in tensors.items() if k.startswith("tables.")}
+    return config, network, tables
 
 
 class Runtime:
@@ -34,18 +46,17 @@ class Runtime:
 
     def __init__(self, name: str, device: str | None = None):
         self.name, self.id, self.tag = name, weights.model_id(name), weights.weights_tag(name)
-        tensors = load_file(str(weights.weights_path(name)))
-        meta = weights.metadata(name)
-        self.model = VAEformer(**meta["model_config"])
-        self.model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("tables.")})
+        config, network, tables = load_weights(weights.weights_path(name))
+        self.model = VAEformer(**config)
+        self.model.load_state_dict(network)
         self.model.eval()
         self.qualities = self.model.config["qualities"]
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
         self.h_s = copy.deepcopy(self.model.h_s).double().cpu()
-        z_pmf = tensors["tables.z_pmf"].double().numpy()
+        z_pmf = tables["z_pmf"].double().numpy()
         self.z_coder = TableCoder(z_pmf, [(z_pmf.shape[1] - 1) // 2] * len(z_pmf))
-        self.y_coder = TableCoder(tensors["tables.y_pmf"].double().numpy(), tensors["tables.y_ranges"].numpy())
+        self.y_coder = TableCoder(tables["y_pmf"].double().numpy(), tables["y_ranges"].numpy())
         self.lock = threading.Lock()
 
     def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

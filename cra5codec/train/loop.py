@@ -18,6 +18,7 @@ import torch
 
 from ..data import TARGET_SHAPE, training_corpus, validation_fields
 from ..model.vaeformer import VAEformer
+from ..runtime import load_weights
 from .sampler import CropSampler
 
 #: lambda of each quality level, in units of (bits per value) / (normalised MSE)
@@ -98,12 +99,8 @@ def _load_init(path: str) -> tuple[dict, dict]:
     """(model config, state dict) from a training checkpoint (.pt) or from exported
     weights (.safetensors, e.g. the shipped model), so training can continue from either."""
     if str(path).endswith(".safetensors"):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            config = json.loads(f.metadata()["model_config"])
-        return config, {k: v for k, v in load_file(str(path)).items() if not k.startswith("tables.")}
+        config, network, _ = load_weights(path)
+        return config, network
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state["model_config"], state["model"]
 
