@@ -1,4 +1,5 @@
-"""The cra5codec chunk format (version 1). Pure Python and numpy: no torch here.
+"""The cra5codec chunk format (version 2; version 1 is still read). Pure Python and
+numpy: no torch here.
 
 A chunk is one array of shape (..., vars, lat, lon): every trailing 2-D (lat, lon)
 slice is a *field*, coded on its own normalisation. Layout, all integers
@@ -6,16 +7,17 @@ little-endian, ``varint`` = unsigned LEB128::
 
     offset  size     field
     0       2        magic  b"C5"
-    2       1        format version (1)
+    2       1        format version (2)
     3       1        model id (see cra5codec.weights; 0 = no network was needed)
     4       4        weights tag: first 4 bytes of the SHA-256 of the weights file
     8       1        bit 7: dtype is float64 (else float32); bit 6: Fortran (F) memory
-                     order; bits 0-5: quality level (1..63)
+                     order; bits 0-5: 0 (version 1: the quality level of every field)
     9       1        ndim (>= 2)
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
             1        kind: 0 coded, 1 constant, 2 all NaN; bit 7: has a NaN mask
             12       coded: mean (float64), standard deviation (float32)
+            1        coded: quality level (1..63) of this field (not in version 1)
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
     then, if any field has a NaN mask:
             varint   length of the mask section
@@ -26,7 +28,8 @@ little-endian, ``varint`` = unsigned LEB128::
             2        symbol check: CRC-32 of the decoded integer symbols, low 16 bits
     last    4        CRC-32 of every byte before it
 
-A single 128 x 256 field costs 36 bytes of framing. The mean is float64 because
+Each field has its own quality level, so a target-error chunk can give every variable
+the cheapest level that meets its target. A single 128 x 256 field costs 37 bytes of framing. The mean is float64 because
 fields such as pressure (~1e5 Pa) can vary by less than a float32 step of their mean. The CRC-32 catches corrupted and
 truncated bytes before any decoding; the symbol check catches the one failure a
 bit-perfect stream can still have, a decoder whose floating-point hyper-synthesis
@@ -41,7 +44,9 @@ import zlib
 import numpy as np
 
 MAGIC = b"C5"
-VERSION = 1
+VERSION = 2
+#: older versions this module still reads
+READS = (1, 2)
 CODED, CONSTANT, ALL_NAN = 0, 1, 2
 _HAS_MASK = 0x80
 #: the most values a chunk may declare (guards against decompression bombs)
@@ -57,6 +62,7 @@ class Field:
     mean: float = 0.0
     std: float = 1.0
     value: float = 0.0
+    quality: int = 0  # coded fields: the quality level (1..63)
 
 
 @dataclasses.dataclass
@@ -65,7 +71,6 @@ class Chunk:
 
     model_id: int
     weights_tag: bytes
-    quality: int
     dtype: np.dtype
     shape: tuple[int, ...]
     fields: list[Field]
@@ -117,18 +122,18 @@ class _Reader:
 def pack(chunk: Chunk) -> bytes:
     """Serialise ``chunk`` (see the module docstring for the layout)."""
     f64 = np.dtype(chunk.dtype) == np.float64
-    if not 1 <= chunk.quality <= 63:
-        raise ValueError(f"quality must be in 1..63, not {chunk.quality}")
     out = bytearray(MAGIC)
     out += struct.pack("<BB4sBB", VERSION, chunk.model_id, chunk.weights_tag,
-                       (0x80 if f64 else 0) | (0x40 if chunk.fortran else 0) | chunk.quality,
+                       (0x80 if f64 else 0) | (0x40 if chunk.fortran else 0),
                        len(chunk.shape))
     for n in chunk.shape:
         out += _varint(n)
     for f in chunk.fields:
         out.append(f.kind | (_HAS_MASK if f.has_mask else 0))
         if f.kind == CODED:
-            out += struct.pack("<df", f.mean, f.std)
+            if not 1 <= f.quality <= 63:
+                raise ValueError(f"quality must be in 1..63, not {f.quality}")
+            out += struct.pack("<dfB", f.mean, f.std, f.quality)
         elif f.kind == CONSTANT:
             out += struct.pack("<d" if f64 else "<f", f.value)
     if any(f.has_mask for f in chunk.fields):
@@ -147,9 +152,10 @@ def unpack(buf) -> Chunk:
         raise ValueError("not a cra5 chunk (bad magic bytes); was it written by another codec?")
     if len(buf) < 16:
         raise ValueError(f"cra5 chunk is truncated ({len(buf)} bytes)")
-    if buf[2] != VERSION:
-        raise ValueError(f"cra5 chunk format version {buf[2]} is not supported by this "
-                         f"cra5codec (reads version {VERSION}); upgrade cra5codec")
+    version = buf[2]
+    if version not in READS:
+        raise ValueError(f"cra5 chunk format version {version} is not supported by this "
+                         f"cra5codec (reads versions {READS}); upgrade cra5codec")
     (crc,) = struct.unpack("<I", buf[-4:])
     if zlib.crc32(buf[:-4]) != crc:
         raise ValueError("cra5 chunk is corrupted or truncated (CRC-32 mismatch)")
@@ -172,12 +178,15 @@ def unpack(buf) -> Chunk:
             f.mean, f.std = r.unpack("df")
             if not (np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0):
                 raise ValueError("cra5 chunk has an invalid field normalisation")
+            (f.quality,) = r.unpack("B") if version >= 2 else (dq & 0x3F,)
+            if not 1 <= f.quality <= 63:
+                raise ValueError(f"cra5 chunk names an invalid quality level {f.quality}")
         elif f.kind == CONSTANT:
             (f.value,) = r.unpack("d" if f64 else "f")
         elif f.kind != ALL_NAN:
             raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
         fields.append(f)
-    chunk = Chunk(model_id, tag, dq & 0x3F, dtype, shape, fields, bool(dq & 0x40))
+    chunk = Chunk(model_id, tag, dtype, shape, fields, bool(dq & 0x40))
     if any(f.has_mask for f in fields):
         chunk.masks = r.take(r.varint())
     if chunk.any_coded:

@@ -11,7 +11,7 @@ from .weights import DEFAULT_QUALITY
 def _train(args) -> int:
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(data=args.data, checkpoint=args.checkpoint, phase=args.phase, init=args.init,
+    cfg = TrainConfig(data=args.data, checkpoint=args.checkpoint, compact=args.compact, phase=args.phase, init=args.init,
                       steps=args.steps, batch=args.batch, crop=tuple(args.crop), lr=args.lr,
                       threads=args.threads, device=args.device, every=args.every, seed=args.seed,
                       model=json.loads(args.model) if args.model else {})
@@ -51,8 +51,13 @@ def main(argv=None) -> int:
                               "'cra5codec train --phase 2 --init runs/phase1.pt --steps 20000 --checkpoint runs/phase2.pt', "
                               "then 'cra5codec export runs/phase2.pt'.")
     t.add_argument("--data", default="../shared/data", help="folder of Zarr/netCDF/GRIB reanalysis (default: %(default)s)")
-    t.add_argument("--phase", type=int, choices=(1, 2), default=1)
+    t.add_argument("--phase", type=int, choices=(1, 2, 3), default=1,
+                   help="1: reconstruction VAE; 2: entropy model, encoder frozen; 3: joint, every weight "
+                        "trains for rate + lambda * distortion (default: %(default)s)")
     t.add_argument("--checkpoint", default="runs/phase1.pt", help="checkpoint to write and resume from")
+    t.add_argument("--compact", help="also keep a compact checkpoint here (.safetensors: float16 weights, step, "
+                                     "config; a few MB, meant to be committed) and resume from it when "
+                                     "--checkpoint is missing, e.g. on a new machine")
     t.add_argument("--init", help="start from these weights: a checkpoint (.pt) or exported weights "
                                   "(.safetensors, e.g. cra5codec/weights/vaeformer-s.safetensors); "
                                   "phase 2 needs one")

@@ -10,6 +10,24 @@ from . import pipeline
 from .weights import DEFAULT_MODEL, DEFAULT_QUALITY
 
 
+def check_target(target_rmse):
+    """A target RMSE as given: one positive number, or a tuple of them (one per variable)."""
+    if target_rmse is None:
+        return None
+    t = np.asarray(target_rmse, dtype=np.float64) if not isinstance(target_rmse, (str, bytes, bool)) else None
+    if t is None or t.ndim > 1 or t.size == 0 or not (np.isfinite(t) & (t > 0)).all():
+        raise ValueError(f"target_rmse must be a positive number or a sequence of them (one per variable), "
+                         f"not {target_rmse!r}")
+    return float(t) if t.ndim == 0 else tuple(float(v) for v in t)
+
+
+def mode_config(quality, target_rmse) -> dict:
+    """The codec configuration of its mode: only the one in use, JSON-ready."""
+    if target_rmse is None:
+        return {"quality": quality}
+    return {"target_rmse": target_rmse if isinstance(target_rmse, float) else list(target_rmse)}
+
+
 def check_quality(quality) -> int:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 63:
         raise ValueError(f"quality must be an integer level 1, 2, ... (see cra5codec.available_qualities()), "
@@ -27,9 +45,15 @@ class CRA5Codec(Codec):
 
     Parameters
     ----------
-    quality : int
+    quality : int, optional
         Quality level, 1 = smallest output (default 3); see
         :func:`cra5codec.available_qualities`.
+    target_rmse : float or sequence of float, optional
+        Instead of a fixed level: the RMSE (in the data's units) each field may have,
+        one value for all or one per variable (the chunk axis before lat, lon). Each
+        field gets the cheapest level that meets it, recorded in the chunk; a target
+        below what the best level reaches gets that level and a
+        :class:`cra5codec.TargetNotMetWarning`.
     model : str
         Name of the shipped model (recorded in each chunk).
 
@@ -38,27 +62,36 @@ class CRA5Codec(Codec):
     >>> import zarr, cra5codec
     >>> z = zarr.create(shape=(8, 5, 128, 256), chunks=(1, 5, 128, 256), dtype="f4",
     ...                 compressor=cra5codec.CRA5Codec(quality=2), zarr_format=2)
+    >>> by_error = cra5codec.CRA5Codec(target_rmse=[0.7, 0.5, 0.5, 50.0, 1e-4])
     """
 
     codec_id = "cra5"
 
-    def __init__(self, quality: int = DEFAULT_QUALITY, model: str = DEFAULT_MODEL):
-        self.quality = check_quality(quality)
+    def __init__(self, quality: int | None = None, model: str = DEFAULT_MODEL, target_rmse=None):
+        if quality is not None and target_rmse is not None:
+            raise ValueError("give either quality or target_rmse, not both")
+        self.target_rmse = check_target(target_rmse)
+        self.quality = None if self.target_rmse is not None else check_quality(
+            DEFAULT_QUALITY if quality is None else quality)
         self.model = str(model)
+
+    def get_config(self):
+        return {"id": self.codec_id, **mode_config(self.quality, self.target_rmse), "model": self.model}
 
     def encode(self, buf):
         if not isinstance(buf, np.ndarray) or buf.dtype.kind != "f":
             raise ValueError(
                 "CRA5Codec needs the chunk as a float32/float64 array shaped (..., lat, lon); got "
                 f"{type(buf).__name__} {getattr(buf, 'dtype', '')} -- place it first, without byte filters")
-        return pipeline.encode(buf, self.quality, self.model)
+        return pipeline.encode(buf, self.quality, self.model, self.target_rmse)
 
     def decode(self, buf, out=None):
         arr = pipeline.decode(buf)
         return arr if out is None else ndarray_copy(arr, out)
 
     def __repr__(self) -> str:
-        return f"CRA5Codec(quality={self.quality}, model={self.model!r})"
+        mode = f"quality={self.quality}" if self.target_rmse is None else f"target_rmse={self.target_rmse!r}"
+        return f"CRA5Codec({mode}, model={self.model!r})"
 
 
 # The entry point registers the codec for installed packages; this covers source

@@ -6,6 +6,8 @@ and its tables are a :class:`cra5codec.runtime.Runtime` loaded on first use.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import bitstream, entropy, weights
@@ -72,38 +74,107 @@ def _describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
     return bitstream.Field(CODED, has_mask, mean=mean, std=std), (nan if has_mask else None)
 
 
-def encode(arr, quality: int = 1, model: str = weights.DEFAULT_MODEL) -> bytes:
-    """Compress an array shaped (..., lat, lon) into one cra5 chunk."""
+class TargetNotMetWarning(UserWarning):
+    """A field's target RMSE is below what the model's best quality level reaches."""
+
+
+def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEFAULT_MODEL,
+           target_rmse=None) -> bytes:
+    """Compress an array shaped (..., lat, lon) into one cra5 chunk.
+
+    With ``target_rmse`` (one value, or one per variable along axis -3), each field
+    gets the cheapest quality level whose reconstruction meets its target; ``quality``
+    is then ignored.
+    """
     arr = _check_input(arr)
     h, w = arr.shape[-2:]
     flat = arr.reshape(-1, h, w)
     infos, masks = zip(*(_describe(x) for x in flat))
     coded = [i for i, f in enumerate(infos) if f.kind == CODED]
     fortran = arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous
-    chunk = bitstream.Chunk(0, b"\0" * 4, quality, arr.dtype, arr.shape, list(infos), fortran)
+    chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran)
     chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
     if coded:
         rt = _runtime(model)
-        if not 1 <= quality <= rt.qualities:
-            raise ValueError(f"quality must be in 1..{rt.qualities} for model {model!r}, not {quality}")
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
         H, W = padded_size(h), padded_size(w)
-        ys, zs = [], []
-        for s in range(0, len(coded), BATCH):
-            x = np.stack([_normalised(flat[i], infos[i]) for i in coded[s:s + BATCH]])
-            y, z = rt.analyse(pad_field(x, H, W), quality)
-            ys.append(y)
-            zs.append(z)
+        mean = np.concatenate([
+            rt.posterior(pad_field(np.stack([_normalised(flat[i], infos[i]) for i in coded[s:s + BATCH]]), H, W))
+            for s in range(0, len(coded), BATCH)])
+        if target_rmse is None:
+            if not 1 <= quality <= rt.qualities:
+                raise ValueError(f"quality must be in 1..{rt.qualities} for model {model!r}, not {quality}")
+            levels = np.full(len(coded), quality)
+        else:
+            targets = field_targets(target_rmse, arr.shape)[coded]
+            levels = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets, coded)
+        for i, q in zip(coded, levels):
+            infos[i].quality = int(q)
+        y, z_sym = _analyse(rt, mean, levels)
         # one hyper-synthesis call over all of z, exactly as the decoder will make it
-        z_sym = np.concatenate(zs)
         mu, y_table = rt.hyper(z_sym)
-        y_sym = np.round(np.concatenate(ys) - mu).astype(np.int64)
+        y_sym = np.round(y - mu).astype(np.int64)
         coder = entropy.new_encoder()
         rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
         rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
         chunk.ans = coder.get_compressed().astype("<u4").tobytes()
         chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym)
     return bitstream.pack(chunk)
+
+
+def field_targets(target_rmse, shape) -> np.ndarray:
+    """One target RMSE per field of a chunk of ``shape``: a single value for all, or one
+    per variable (the axis before lat, lon)."""
+    t = np.atleast_1d(np.asarray(target_rmse, dtype=np.float64))
+    n = int(np.prod(shape[:-2], dtype=np.int64))
+    if t.size == 1:
+        return np.full(n, t[0])
+    if len(shape) < 3 or shape[-3] != t.size:
+        raise ValueError(f"{t.size} target RMSEs were given, one per variable, but the chunk of shape "
+                         f"{tuple(shape)} has {shape[-3] if len(shape) >= 3 else 1} variable(s) on axis -3")
+    return np.tile(t, n // t.size)
+
+
+def _analyse(rt, mean: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    parts = [rt.analyse(mean[s:s + BATCH], levels[s:s + BATCH]) for s in range(0, len(mean), BATCH)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _rmse_at(rt, mean, fields, infos, levels) -> np.ndarray:
+    """The RMSE each field would be decoded with at ``levels`` (one per field)."""
+    y, z = _analyse(rt, mean, levels)
+    mu, _ = rt.hyper(z)
+    y_hat = np.round(y - mu) + mu
+    h, w = fields[0].shape
+    out = np.empty(len(fields))
+    for s in range(0, len(fields), BATCH):
+        x_hat = rt.synthesise(y_hat[s:s + BATCH], levels[s:s + BATCH])[:, :h, :w]
+        for j, (x, f) in enumerate(zip(fields[s:s + BATCH], infos[s:s + BATCH])):
+            out[s + j] = np.sqrt(np.nanmean((x_hat[j].astype(np.float64) * f.std + f.mean - x) ** 2))
+    return out
+
+
+def _cheapest_levels(rt, mean, fields, infos, targets, index) -> np.ndarray:
+    """Per field, the lowest level whose reconstruction RMSE <= target: a bisection over
+    levels (rate falls and error rises as the level drops), all fields at once."""
+    lo, hi = np.ones(len(fields), int), np.full(len(fields), rt.qualities)
+    best = np.full(len(fields), np.nan)  # the RMSE at hi, once measured
+    while (open_ := lo < hi).any():
+        mid = (lo + hi) // 2
+        idx = np.flatnonzero(open_)
+        r = _rmse_at(rt, mean[idx], [fields[i] for i in idx], [infos[i] for i in idx], mid[idx])
+        ok = r <= targets[idx]
+        hi[idx[ok]], best[idx[ok]] = mid[idx[ok]], r[ok]
+        lo[idx[~ok]] = mid[idx[~ok]] + 1
+    unknown = np.flatnonzero(np.isnan(best))  # only fields that failed every level tried
+    if unknown.size:
+        best[unknown] = _rmse_at(rt, mean[unknown], [fields[i] for i in unknown],
+                                 [infos[i] for i in unknown], hi[unknown])
+    for i in np.flatnonzero(best > targets):
+        warnings.warn(f"cra5: target RMSE {targets[i]:.4g} is out of reach for field {index[i]} of this chunk; "
+                      f"its best quality level ({hi[i]}) gives RMSE {best[i]:.4g}", TargetNotMetWarning,
+                      stacklevel=3)
+    return hi
 
 
 def _runtime(name: str):
@@ -152,8 +223,9 @@ def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) 
                          f"{chunk.weights_tag.hex()}, but the installed {name!r} weights are "
                          f"{weights.weights_tag(name).hex()}; install the cra5codec version that wrote it")
     rt = _runtime(name)
-    if not 1 <= chunk.quality <= rt.qualities:
-        raise ValueError(f"cra5 chunk names quality {chunk.quality}, which model {name!r} lacks")
+    levels = np.array([chunk.fields[i].quality for i in coded])
+    if levels.max() > rt.qualities:
+        raise ValueError(f"cra5 chunk names quality {levels.max()}, which model {name!r} lacks")
     h, w = chunk.shape[-2:]
     H, W = padded_size(h), padded_size(w)
     cfg = rt.model.config
@@ -173,7 +245,7 @@ def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) 
                          "stream is damaged, or this machine's hyper-synthesis rounds "
                          "differently from the encoder's")
     for s in range(0, len(coded), BATCH):
-        x = rt.synthesise(y_sym[s:s + BATCH] + mu[s:s + BATCH], chunk.quality)[:, :h, :w]
+        x = rt.synthesise(y_sym[s:s + BATCH] + mu[s:s + BATCH], levels[s:s + BATCH])[:, :h, :w]
         for j, i in enumerate(coded[s:s + BATCH]):
             f = chunk.fields[i]
             result[i] = x[j].astype(np.float64) * f.std + f.mean

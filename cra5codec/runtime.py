@@ -67,20 +67,29 @@ class Runtime:
             scale = torch.exp(log_scale)
         return mu.numpy(), scale_index(scale.numpy())
 
-    def analyse(self, x: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised fields (B, H, W) -> (y scaled by quality q's gain, z symbols)."""
+    def _gains(self, q) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain of quality level(s) q (1-based: one int, or one per field)."""
+        idx = torch.as_tensor(np.atleast_1d(np.asarray(q, dtype=np.int64)) - 1, device=self.device)
+        return self.model.gain(idx)
+
+    def posterior(self, x: np.ndarray) -> np.ndarray:
+        """Normalised fields (B, H, W) -> the posterior mean of y (B, latent, h, w)."""
         with self.lock, torch.inference_mode():
-            xt = torch.from_numpy(x[:, None]).to(self.device)
-            mean, _ = self.model.posterior(xt)
-            gain, _ = self.model.gain(q - 1)
-            y = mean * gain
+            mean, _ = self.model.posterior(torch.from_numpy(x[:, None]).to(self.device))
+            return mean.float().cpu().numpy()
+
+    def analyse(self, mean: np.ndarray, q) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means -> (y scaled by the gain of level q, z symbols)."""
+        with self.lock, torch.inference_mode():
+            gain, _ = self._gains(q)
+            y = torch.from_numpy(mean).to(self.device) * gain
             z = torch.round(self.model.h_a(y))
             return y.float().cpu().numpy(), z.cpu().numpy().astype(np.int64)
 
-    def synthesise(self, y_hat: np.ndarray, q: int) -> np.ndarray:
-        """Gained latent (B, latent, h, w) -> normalised fields (B, H, W)."""
+    def synthesise(self, y_hat: np.ndarray, q) -> np.ndarray:
+        """Gained latent (B, latent, h, w) at level(s) q -> normalised fields (B, H, W)."""
         with self.lock, torch.inference_mode():
-            _, inv_gain = self.model.gain(q - 1)
+            _, inv_gain = self._gains(q)
             y = torch.from_numpy(y_hat.astype(np.float32)).to(self.device) * inv_gain
             return self.model.synthesise(y)[:, 0].float().cpu().numpy()
 

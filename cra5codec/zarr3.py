@@ -16,7 +16,7 @@ from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
 from . import pipeline
-from .codec import check_quality
+from .codec import check_quality, check_target, mode_config
 from .weights import DEFAULT_MODEL, DEFAULT_QUALITY
 
 NAME = "cra5codec.cra5"
@@ -28,19 +28,27 @@ class CRA5Serializer(ArrayBytesCodec):
 
     Parameters
     ----------
-    quality : int
+    quality : int, optional
         Quality level, 1 = smallest output (default 3); see
         :func:`cra5codec.available_qualities`.
     model : str
         Name of the shipped model.
+    target_rmse : float or sequence of float, optional
+        Instead of a fixed level, the RMSE each field may have (one value, or one per
+        variable along the chunk axis before lat, lon); see :class:`cra5codec.CRA5Codec`.
     """
 
     is_fixed_size = False
-    quality: int = DEFAULT_QUALITY
+    quality: int | None = None
     model: str = DEFAULT_MODEL
+    target_rmse: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "quality", check_quality(self.quality))
+        if self.quality is not None and self.target_rmse is not None:
+            raise ValueError("give either quality or target_rmse, not both")
+        object.__setattr__(self, "target_rmse", check_target(self.target_rmse))
+        if self.target_rmse is None:
+            object.__setattr__(self, "quality", check_quality(DEFAULT_QUALITY if self.quality is None else self.quality))
 
     @classmethod
     def from_dict(cls, data):
@@ -48,7 +56,7 @@ class CRA5Serializer(ArrayBytesCodec):
         return cls(**(config or {}))
 
     def to_dict(self):
-        return {"name": NAME, "configuration": {"quality": self.quality, "model": self.model}}
+        return {"name": NAME, "configuration": {**mode_config(self.quality, self.target_rmse), "model": self.model}}
 
     def validate(self, *, shape, dtype, chunk_grid) -> None:
         native = dtype.to_native_dtype()
@@ -67,7 +75,7 @@ class CRA5Serializer(ArrayBytesCodec):
 
     async def _encode_single(self, chunk_array, chunk_spec):
         arr = np.ascontiguousarray(chunk_array.as_numpy_array())
-        data = await asyncio.to_thread(pipeline.encode, arr, self.quality, self.model)
+        data = await asyncio.to_thread(pipeline.encode, arr, self.quality, self.model, self.target_rmse)
         return chunk_spec.prototype.buffer.from_bytes(data)
 
     def compute_encoded_size(self, input_byte_length, _chunk_spec):

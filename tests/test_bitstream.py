@@ -26,22 +26,22 @@ def test_header_of_coded_field_is_small(era5_regridded):
     # and no more than the bitstream docstring promises
     promised = int(re.search(r"single 128 x 256 field costs (\d+) bytes of framing", bitstream.__doc__).group(1))
     assert framing <= promised
-    # more fields add one field record each (kind byte + mean + std), nothing else
+    # more fields add one field record each (kind byte + mean + std + quality), nothing else
     b5 = pipeline.encode(era5_regridded[:1])
     extra = (len(b5) - len(unpack(b5).ans)) - framing  # one more shape varint, 4 records,
-    assert 4 * 9 < extra <= 1 + 4 * 13 + 2            # maybe a longer ANS length varint
+    assert 4 * 9 < extra <= 1 + 4 * 14 + 2            # maybe a longer ANS length varint
 
 
 def test_layout(era5_regridded):
     b = pipeline.encode(era5_regridded[:1, :2].astype(np.float64), quality=2)
-    assert b[:2] == b"C5" and b[2] == bitstream.VERSION == 1
-    assert b[8] == 0x80 | 2  # float64 flag, quality 2
+    assert b[:2] == b"C5" and b[2] == bitstream.VERSION == 2
+    assert b[8] == 0x80  # float64 flag; the quality is in each field record
     assert b[9] == 4  # ndim
     assert struct.unpack("<I", b[-4:])[0] == zlib.crc32(b[:-4])
     ch = unpack(b)
-    assert ch.shape == (1, 2, 128, 256) and ch.dtype == np.float64 and ch.quality == 2
+    assert ch.shape == (1, 2, 128, 256) and ch.dtype == np.float64
     assert ch.model_id == 1 and len(ch.weights_tag) == 4
-    assert all(f.kind == CODED for f in ch.fields)
+    assert all(f.kind == CODED and f.quality == 2 for f in ch.fields)
     x = era5_regridded[0, :2].astype(np.float64)
     for f, xi in zip(ch.fields, x):
         assert f.mean == pytest.approx(xi.mean(), rel=1e-6)
@@ -51,11 +51,11 @@ def test_layout(era5_regridded):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pack_unpack_roundtrip(dtype):
-    fields = [Field(CODED, False, mean=1.5, std=0.25), Field(CONSTANT, True, value=-3.0),
-              Field(ALL_NAN), Field(CODED, True, mean=-2.0e5, std=1024.0),
+    fields = [Field(CODED, False, mean=1.5, std=0.25, quality=1), Field(CONSTANT, True, value=-3.0),
+              Field(ALL_NAN), Field(CODED, True, mean=-2.0e5, std=1024.0, quality=63),
               Field(CONSTANT, value=0.1 if dtype == np.float64 else float(np.float32(0.1)))]
     masks = bitstream.pack_masks([np.eye(8, 12, dtype=bool), np.ones((8, 12), bool)])
-    ch = Chunk(1, b"\x01\x02\x03\x04", 3, np.dtype(dtype), (5, 8, 12), fields, masks=masks,
+    ch = Chunk(1, b"\x01\x02\x03\x04", np.dtype(dtype), (5, 8, 12), fields, masks=masks,
                ans=bytes(range(40)), symbol_check=0xBEEF)
     b = pack(ch)
     back = unpack(b)
@@ -66,27 +66,27 @@ def test_pack_unpack_roundtrip(dtype):
 
 
 def test_pack_unpack_without_sections():
-    ch = Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (2, 3, 1, 1), [Field(CONSTANT, value=float(i)) for i in range(6)])
+    ch = Chunk(0, b"\0" * 4, np.dtype(np.float32), (2, 3, 1, 1), [Field(CONSTANT, value=float(i)) for i in range(6)])
     assert unpack(pack(ch)) == ch
 
 
 @pytest.mark.parametrize("quality", [0, 128])
 def test_pack_rejects_bad_quality(quality):
     with pytest.raises(ValueError, match="quality"):
-        pack(Chunk(0, b"\0" * 4, quality, np.dtype(np.float32), (1, 1), [Field(CONSTANT)]))
+        pack(Chunk(1, b"\0" * 4, np.dtype(np.float32), (1, 1), [Field(CODED, quality=quality)]))
 
 
 def test_unpack_rejects_inconsistent_sections():
-    good = Chunk(1, b"abcd", 1, np.dtype(np.float32), (4, 4), [Field(CODED, mean=0.0, std=1.0)], ans=b"\0" * 8)
+    good = Chunk(1, b"abcd", np.dtype(np.float32), (4, 4), [Field(CODED, mean=0.0, std=1.0, quality=1)], ans=b"\0" * 8)
     unpack(pack(good))
     with pytest.raises(ValueError, match="32-bit"):
-        unpack(pack(Chunk(1, b"abcd", 1, np.dtype(np.float32), (4, 4), [Field(CODED)], ans=b"\0" * 7)))
+        unpack(pack(Chunk(1, b"abcd", np.dtype(np.float32), (4, 4), [Field(CODED, quality=1)], ans=b"\0" * 7)))
     with pytest.raises(ValueError, match="two dimensions|truncated"):
-        unpack(pack(Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (4,), [])))
+        unpack(pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (4,), [])))
     with pytest.raises(ValueError, match="inconsistent"):
-        unpack(pack(Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (10 ** 6, 4, 4), [])))
+        unpack(pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (10 ** 6, 4, 4), [])))
     with pytest.raises(ValueError):  # fewer field records than the shape needs
-        unpack(pack(Chunk(0, b"\0" * 4, 1, np.dtype(np.float32), (3, 4, 4), [Field(CONSTANT)])))
+        unpack(pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (3, 4, 4), [Field(CONSTANT)])))
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 255, 300, 16383, 16384, 2 ** 31, 2 ** 32 + 5, 2 ** 63 - 1, 2 ** 64 - 1])
@@ -125,3 +125,17 @@ def test_symbol_check():
     assert 0 <= c < 2 ** 16
     assert c == bitstream.symbol_check(a.astype(np.int64), a[::-1].copy())
     assert c != bitstream.symbol_check(a[::-1], a)
+
+
+def test_version_1_chunks_still_decode():
+    """A chunk written by format version 1 (one quality level in the header byte) decodes
+    to what that version decoded it to."""
+    from pathlib import Path
+
+    here = Path(__file__).parent / "data"
+    old = (here / "format_v1.cra5").read_bytes()
+    assert old[2] == 1 and old[8] & 0x3F == 2
+    ch = unpack(old)
+    assert [f.quality for f in ch.fields if f.kind == CODED] == [2, 2]
+    np.testing.assert_allclose(pipeline.decode(old), np.load(here / "format_v1_decoded.npy"),
+                               rtol=1e-6, atol=1e-4, equal_nan=True)

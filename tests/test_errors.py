@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cra5codec import CRA5Codec, pipeline, weights
-from cra5codec.bitstream import unpack
+from cra5codec.bitstream import CODED, unpack
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, database=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -140,7 +140,7 @@ def test_single_bit_flip_anywhere(request, which):
 
 
 def test_version_byte(era5_chunk):
-    for v in (0, 2, 255):
+    for v in (0, 3, 255):
         b = bytearray(era5_chunk)
         b[2] = v
         with pytest.raises(ValueError, match=f"version {v}"):
@@ -165,12 +165,16 @@ def test_other_weights_tag(era5_chunk):
     assert other.hex() in str(e.value)  # names the weights that wrote it
 
 
-def test_quality_the_model_lacks(era5_chunk):
-    assert unpack(era5_chunk).quality == CRA5Codec().quality == 3
-    b = bytearray(era5_chunk)
-    b[8] = (b[8] & 0xC0) | 60  # the dtype/quality byte
-    with pytest.raises(ValueError, match="quality 60"):
-        pipeline.decode(fix_crc(b))
+def test_quality_the_model_lacks(small_chunk):
+    ch = unpack(small_chunk)
+    assert ch.fields[0].kind == CODED and ch.fields[0].quality == CRA5Codec().quality == 3
+    pos = 10 + 4 + 1 + 12  # header, four shape varints, kind byte, mean and std: the quality byte
+    for bad, match in ((60, "quality 60"), (0, "invalid quality level 0"), (64, "invalid quality level 64")):
+        b = bytearray(small_chunk)
+        assert b[pos] == 3
+        b[pos] = bad
+        with pytest.raises(ValueError, match=match):
+            pipeline.decode(fix_crc(b))
 
 
 def test_unknown_field_kind(small_chunk):

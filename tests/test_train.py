@@ -158,3 +158,50 @@ def test_training_continues_from_exported_weights(runs):
     for k in src["model"]:  # the frozen encoder starts, and stays, exactly where the export left it
         if k.startswith(("patch_embed", "g_a", "to_posterior")):
             assert torch.equal(src["model"][k], cont["model"][k]), k
+
+
+def test_joint_phase_trains_the_encoder_too(runs):
+    """Phase 3: rate + lambda * distortion with every weight trainable."""
+    d = runs["dir"]
+    common = ["--data", runs["data_dir"], "--every", "2", "--batch", "2", "--threads", "1", "--quiet"]
+    run_cli("train", "--phase", "3", "--init", d / "p2.pt", "--steps", "2", "--checkpoint", d / "p3.pt", *common, cwd=d)
+    src, joint = runs["p2"], load(d / "p3.pt")
+    assert joint["train_config"]["phase"] == 3 and "bpv" in joint["log"][-1]
+    changed = [k for k in src["model"] if not torch.equal(src["model"][k], joint["model"][k])]
+    assert any(k.startswith("g_a") for k in changed) and any(k.startswith("h_s") for k in changed)
+
+
+def test_compact_checkpoint_resumes_where_only_the_repo_survived(runs, tmp_path):
+    """--compact keeps float16 weights + step + config (small enough to commit); when the
+    full .pt checkpoint is gone (a new machine), the run resumes from it."""
+    from safetensors import safe_open
+
+    d = runs["dir"]
+    common = ["--data", runs["data_dir"], "--every", "2", "--batch", "2", "--threads", "1", "--quiet"]
+    full, compact = tmp_path / "run.pt", tmp_path / "run.safetensors"
+    run_cli("train", "--phase", "2", "--init", d / "p2.pt", "--steps", "2", "--checkpoint", full,
+            "--compact", compact, *common, cwd=d)
+    with safe_open(str(compact), framework="pt") as f:
+        meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        assert f.get_tensor("g_s.blocks.0.attn.qkv.weight").dtype == torch.float16
+    assert meta["step"] == 2 and meta["train_config"]["phase"] == 2
+    assert compact.stat().st_size < full.stat().st_size / 3
+    saved = load(full)
+    full.unlink()  # the new machine: only the committed compact file is there
+    out = run_cli("train", "--phase", "2", "--init", d / "p2.pt", "--steps", "4", "--checkpoint", full,
+                  "--compact", compact, *common, cwd=d).stdout
+    resumed = load(full)
+    assert resumed["step"] == 4 and [e["step"] for e in resumed["log"]] == [2, 4]
+    assert [json.loads(line)["step"] for line in out.splitlines() if line.startswith("{")] == [4]
+    for k, v in saved["model"].items():  # it continued from the compact weights, not from --init
+        if k.startswith("patch_embed"):  # frozen in phase 2: exactly the float16-rounded weights
+            assert torch.equal(resumed["model"][k], v.half().float()), k
+
+
+def test_plain_autoencoder_ablation(tmp_path, data_dir):
+    """variational=False: the mean goes straight to the decoder, no KL in the loss."""
+    cfg = TrainConfig(data=str(data_dir), checkpoint=str(tmp_path / "ae.pt"), steps=2, batch=2, every=2,
+                      threads=1, variational=False, model=json.loads(TINY))
+    s = load(train(cfg, progress=False))
+    assert s["train_config"]["variational"] is False
+    assert s["log"][-1]["loss"] == pytest.approx(s["log"][-1]["mse"])

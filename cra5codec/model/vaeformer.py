@@ -117,16 +117,23 @@ class VAEformer(nn.Module):
         return g.view(-1, g.shape[-1], 1, 1), ig.view(-1, ig.shape[-1], 1, 1)
 
     # ------------------------------------------------------------------ training passes
-    def forward_vae(self, x: torch.Tensor):
-        """Phase 1: reconstruction through a sampled latent. Returns x_hat, KL per element."""
+    def forward_vae(self, x: torch.Tensor, sample: bool = True):
+        """Phase 1: reconstruction through a sampled latent. Returns x_hat, KL per element.
+
+        ``sample=False`` trains a plain autoencoder instead (the mean goes straight to
+        g_s): the ablation against the Gaussian latent.
+        """
         mean, logvar = self.posterior(x)
-        y = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        y = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if sample else mean
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)
         return self.synthesise(y), kl.mean()
 
-    def forward_rate(self, x: torch.Tensor, q: torch.Tensor):
-        """Phase 2: through the quantised latent. Returns x_hat and bits per field."""
-        with torch.no_grad():  # the encoder is frozen in phase 2
+    def forward_rate(self, x: torch.Tensor, q: torch.Tensor, train_encoder: bool = False):
+        """Phases 2 and 3: through the quantised latent. Returns x_hat and bits per field.
+
+        Phase 2 freezes the encoder; phase 3 (joint) lets rate and distortion train it too.
+        """
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
             mean, _ = self.posterior(x)
         g, ig = self.gain(q)
         y = mean * g

@@ -1,9 +1,17 @@
-"""The training loop for both phases, with checkpoints that survive interruption.
+"""The training loop for every phase, with checkpoints that survive interruption.
 
 Phase 1 trains the reconstruction VAE: distortion (MSE of normalised fields) plus a
 KL term pulling the Gaussian posterior towards N(0, 1). Phase 2 freezes the encoder
 (patch embedding, g_a, posterior head) and trains the hyperprior, the gains and the
 decoder for rate + lambda_q * distortion, drawing a quality level q per sample.
+Phase 3 is the same objective with every weight trainable: joint training from
+scratch, or joint fine-tuning of a two-phase model (``init``).
+
+Two kinds of checkpoint: ``checkpoint`` (.pt, local) holds everything, optimiser
+moments included; ``compact`` (.safetensors, small enough to commit) holds the
+weights in float16 plus the step and the configuration, so a run can resume on a
+machine where only the repository survived (the optimiser restarts with a short
+warm-up).
 """
 from __future__ import annotations
 
@@ -31,12 +39,14 @@ class TrainConfig:
     checkpoint: str = "runs/phase1.pt"
     phase: int = 1
     init: str | None = None          # phase 2 starts from a phase-1 checkpoint
+    compact: str | None = None       # also keep a compact, committable checkpoint here
     steps: int = 10000
     batch: int = 8
     crop: tuple[int, int] = (64, 128)
     lr: float = 4e-4
     warmup: int = 300
     beta: float = 1e-3               # KL weight (phase 1)
+    variational: bool = True         # phase 1: Gaussian latent (False: plain autoencoder)
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
     threads: int = 2
     device: str = "auto"
@@ -95,6 +105,28 @@ def _save(path: Path, model, opt, step: int, cfg: TrainConfig, log: list) -> Non
     tmp.replace(path)  # never leave a half-written checkpoint
 
 
+def _save_compact(path: Path, model, step: int, cfg: TrainConfig, log: list) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to(torch.float16).cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"model_config": model.config, "train_config": dataclasses.asdict(cfg), "step": step,
+            "log": log[-40:]}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in meta.items()})
+    tmp.replace(path)
+
+
+def _load_compact(path: Path) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: json.loads(v) for k, v in f.metadata().items()}
+    model = {k: v.float() for k, v in load_file(str(path)).items()}
+    return {"model": model, "model_config": meta["model_config"], "step": meta["step"],
+            "log": meta["log"], "opt": None}
+
+
 def _load_init(path: str) -> tuple[dict, dict]:
     """(model config, state dict) from a training checkpoint (.pt) or from exported
     weights (.safetensors, e.g. the shipped model), so training can continue from either."""
@@ -116,8 +148,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
 
     state = None
+    compact = Path(cfg.compact) if cfg.compact else None
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
+    elif compact is not None and compact.exists():
+        state = _load_compact(compact)
+    if state is not None:
         model = VAEformer(**state["model_config"])
     elif cfg.init:
         init_config, init_weights = _load_init(cfg.init)
@@ -128,7 +164,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     elif cfg.phase == 2:
         raise ValueError("phase 2 needs --init: a phase-1 checkpoint or exported weights")
     else:
-        model = VAEformer(**cfg.model)
+        model = VAEformer(**{"qualities": len(cfg.lambdas), **cfg.model})
     if state is not None:
         model.load_state_dict(state["model"])
     model.to(device).train()
@@ -136,15 +172,19 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if cfg.phase == 1:
         params = [p for n, p in model.named_parameters() if not n.startswith(("h_a", "h_s", "z_prior", "log_"))]
     else:
-        frozen = ("patch_embed", "pos_a", "g_a", "norm_a", "to_posterior")
+        frozen = ("patch_embed", "pos_a", "g_a", "norm_a", "to_posterior") if cfg.phase == 2 else ()
         for n, p in model.named_parameters():
             p.requires_grad_(not n.startswith(frozen))
         params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4 if cfg.phase == 1 else 0.0)
     step, log = 0, []
+    restart = 0  # a resume without optimiser moments warms the learning rate up again
     if state is not None:
-        opt.load_state_dict(state["opt"])
         step, log = state["step"], state["log"]
+        if state["opt"] is not None:
+            opt.load_state_dict(state["opt"])
+        else:
+            restart = step
 
     sampler = _sampler(cfg)
     val = validation_fields(cfg.data, TARGET_SHAPE)
@@ -154,16 +194,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     t0, acc = time.time(), []
     while step < cfg.steps:
         for g in opt.param_groups:
-            g["lr"] = _lr(cfg, step)
+            g["lr"] = _lr(cfg, step) * min(1.0, (step - restart + 1) / cfg.warmup) if restart else _lr(cfg, step)
         x = torch.from_numpy(sampler.batch(cfg.batch)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             if cfg.phase == 1:
-                x_hat, kl = model.forward_vae(x)
+                x_hat, kl = model.forward_vae(x, sample=cfg.variational)
                 mse = (x_hat.float() - x).pow(2).mean()
-                loss, rate = mse + cfg.beta * kl, kl
+                loss, rate = mse + (cfg.beta * kl if cfg.variational else 0.0), kl
             else:
                 q = torch.randint(len(cfg.lambdas), (cfg.batch,), device=device)
-                x_hat, bits = model.forward_rate(x, q)
+                x_hat, bits = model.forward_rate(x, q, train_encoder=cfg.phase == 3)
                 mse_each = (x_hat.float() - x).pow(2).flatten(1).mean(1)
                 bpv = bits / x[0].numel()
                 loss = (bpv + lambdas[q] * mse_each).mean()
@@ -185,5 +225,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             bar.write(json.dumps(entry))
             acc, t0 = [], time.time()
             _save(path, model, opt, step, cfg, log)
+            if compact is not None:
+                _save_compact(compact, model, step, cfg, log)
     bar.close()
     return path

@@ -1,0 +1,127 @@
+"""Target-error mode: CRA5Codec(target_rmse=...) picks, per field, the cheapest level."""
+from __future__ import annotations
+
+import warnings
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr
+
+from cra5codec import CRA5Codec, CRA5Serializer, TargetNotMetWarning, available_qualities, pipeline
+from cra5codec.bitstream import CODED, unpack
+
+from helpers import ERA5_VARS
+
+
+def _rmse(a, b) -> np.ndarray:
+    return np.sqrt(np.nanmean((a.astype(np.float64) - b) ** 2, axis=(-2, -1)))
+
+
+@pytest.fixture(scope="module")
+def levels_rmse(era5_regridded):
+    """RMSE of each variable of time step 0 at every quality level (plain mode)."""
+    x = era5_regridded[0]
+    return np.array([_rmse(pipeline.decode(pipeline.encode(x, q)), x) for q in available_qualities()])
+
+
+def test_each_field_gets_the_cheapest_level_meeting_its_target(era5_regridded, levels_rmse):
+    x = era5_regridded[0]
+    # targets between the RMSE of levels 2 and 3 of each variable: level 3 is the answer
+    targets = np.sqrt(levels_rmse[1] * levels_rmse[2])
+    assert (levels_rmse[2] < targets).all() and (targets < levels_rmse[1]).all()
+    b = CRA5Codec(target_rmse=targets.tolist()).encode(x)
+    assert [f.quality for f in unpack(b).fields] == [3] * len(ERA5_VARS)
+    y = pipeline.decode(b)
+    assert (_rmse(y, x) <= targets).all()
+
+
+def test_per_variable_levels_differ_and_cost_less_than_one_level_for_all(era5_regridded, levels_rmse):
+    x = era5_regridded[0]
+    # t2m may take level 1, the others need level 4: one chunk, two levels
+    targets = levels_rmse[3] * (1 + 1e-4)  # a hair above: batches may round differently
+    targets[0] = levels_rmse[0, 0] * (1 + 1e-4)
+    b = pipeline.encode(x, None, target_rmse=targets)
+    assert [f.quality for f in unpack(b).fields] == [1, 4, 4, 4, 4]
+    assert (_rmse(pipeline.decode(b), x) <= targets).all()
+    assert len(b) < len(pipeline.encode(x, 4))
+
+
+def test_target_applies_along_the_variable_axis_of_every_time(era5_regridded, levels_rmse):
+    x = era5_regridded  # (2, 5, 128, 256): targets index the variable axis of both times
+    targets = levels_rmse[2] * 1.5
+    y = pipeline.decode(pipeline.encode(x, None, target_rmse=targets))
+    assert (_rmse(y, x) <= targets).all()
+
+
+def test_one_target_for_all_fields(era5_regridded):
+    x = era5_regridded[0, :1]  # t2m
+    y = pipeline.decode(CRA5Codec(target_rmse=1.5).encode(x))
+    assert _rmse(y, x)[0] <= 1.5
+
+
+def test_unreachable_target_warns_and_uses_the_best_level(era5_regridded):
+    x = era5_regridded[0, :2]
+    with pytest.warns(TargetNotMetWarning, match="field 1"):
+        b = pipeline.encode(x, None, target_rmse=[50.0, 1e-6])
+    assert [f.quality for f in unpack(b).fields] == [1, available_qualities()[-1]]
+
+
+def test_target_with_nan_and_constant_fields(era5_regridded):
+    x = era5_regridded[0, :3].copy()
+    x[1, :10] = np.nan
+    x[2] = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = pipeline.encode(x, None, target_rmse=[2.0, 1.0, 1e-9])  # the constant is exact anyway
+    ch = unpack(b)
+    assert [f.kind for f in ch.fields][:2] == [CODED, CODED]
+    y = pipeline.decode(b)
+    assert np.isnan(y[1, :10]).all() and (y[2] == 5.0).all()
+    assert (_rmse(y[:2], x[:2]) <= [2.0, 1.0]).all()
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), [], [[1.0]], "1", True, [1.0, -2.0]])
+def test_invalid_targets_rejected(bad):
+    with pytest.raises(ValueError, match="target_rmse"):
+        CRA5Codec(target_rmse=bad)
+    with pytest.raises(ValueError, match="target_rmse"):
+        CRA5Serializer(target_rmse=bad)
+
+
+def test_quality_and_target_are_exclusive():
+    with pytest.raises(ValueError, match="either quality or target_rmse"):
+        CRA5Codec(quality=2, target_rmse=1.0)
+    with pytest.raises(ValueError, match="either quality or target_rmse"):
+        CRA5Serializer(quality=2, target_rmse=1.0)
+
+
+def test_wrong_number_of_targets(era5_regridded):
+    with pytest.raises(ValueError, match="3 target RMSEs .* 5 variable"):
+        CRA5Codec(target_rmse=[1.0, 2.0, 3.0]).encode(era5_regridded[0])
+
+
+def test_config_roundtrips():
+    c = CRA5Codec(target_rmse=[0.7, 0.5])
+    cfg = c.get_config()
+    assert cfg == {"id": "cra5", "target_rmse": [0.7, 0.5], "model": c.model}
+    assert numcodecs.get_codec(dict(cfg)) == c and "target_rmse=(0.7, 0.5)" in repr(c)
+    s = CRA5Serializer(target_rmse=[0.7, 0.5])
+    assert s.to_dict()["configuration"] == {"target_rmse": [0.7, 0.5], "model": s.model}
+    assert CRA5Serializer.from_dict(s.to_dict()) == s and hash(s) == hash(CRA5Serializer.from_dict(s.to_dict()))
+    assert CRA5Serializer().quality == CRA5Codec().quality == 3
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_array_with_target(tmp_path, era5_regridded, zarr_format):
+    x = era5_regridded[:, :2]
+    targets = [1.2, 0.8]
+    if zarr_format == 2:
+        z = zarr.create_array(tmp_path / "a.zarr", shape=x.shape, chunks=(1, 2, 128, 256), dtype="f4",
+                              compressors=CRA5Codec(target_rmse=targets), zarr_format=2)
+    else:
+        z = zarr.create_array(tmp_path / "a.zarr", shape=x.shape, chunks=(1, 2, 128, 256), dtype="f4",
+                              serializer=CRA5Serializer(target_rmse=targets), compressors=None)
+    z[:] = x
+    y = zarr.open_array(tmp_path / "a.zarr", mode="r")[:]
+    assert (_rmse(y, x) <= targets).all()
