@@ -88,8 +88,7 @@ class TableCoder:
     # the symbols and then the escape excesses; the encoder pushes all of it reversed.
     def encode(self, coder, values: np.ndarray, table: np.ndarray) -> None:
         """Push integer ``values`` (flat), each coded under table ``table[i]``."""
-        for k in np.unique(table)[::-1]:
-            v = values[table == k]
+        for k, v in reversed(list(_groups(values, table))):
             R = self.ranges[k]
             sym = np.clip(v, -R, R)
             excess = np.abs(v[np.abs(v) >= R]) - R
@@ -99,15 +98,17 @@ class TableCoder:
 
     def decode(self, coder, table: np.ndarray) -> np.ndarray:
         """Pop values for a flat ``table`` of table indices (inverse of :meth:`encode`)."""
-        out = np.empty(table.shape, dtype=np.int64)
-        for k in np.unique(table):
-            sel = table == k
+        order = np.argsort(table, kind="stable")
+        ks, counts = np.unique(table[order], return_counts=True)
+        parts = []
+        for k, n in zip(ks, counts):
             R = self.ranges[k]
-            v = coder.decode(self.models[k], int(sel.sum())).astype(np.int64) - R
-            esc = np.flatnonzero(np.abs(v) == R)
-            for i in esc:
+            v = coder.decode(self.models[k], int(n)).astype(np.int64) - R
+            for i in np.flatnonzero(np.abs(v) == R):
                 v[i] += np.sign(v[i]) * self._pop_excess(coder)
-            out[sel] = v
+            parts.append(v)
+        out = np.empty(table.shape, dtype=np.int64)
+        out[order] = np.concatenate(parts) if parts else parts
         return out
 
     def _push_excess(self, coder, e: int) -> None:
@@ -123,6 +124,14 @@ class TableCoder:
         n = int(coder.decode(self._nbytes, 1)[0])
         digits = coder.decode(self._byte, n) if n else []
         return sum(int(d) << (8 * i) for i, d in enumerate(digits))
+
+
+def _groups(values: np.ndarray, table: np.ndarray):
+    """(table index, its values in their original order), by increasing table index: one
+    stable sort instead of a mask per table."""
+    order = np.argsort(table, kind="stable")
+    ks, starts = np.unique(table[order], return_index=True)
+    return zip(ks, np.split(values[order], starts[1:]))
 
 
 def new_encoder():
