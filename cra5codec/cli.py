@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .weights import DEFAULT_QUALITY
+from .weights import DEFAULT_LAMBDAS, DEFAULT_QUALITY
 
 
 def _train(args) -> int:
@@ -13,7 +13,7 @@ def _train(args) -> int:
 
     cfg = TrainConfig(data=args.data, checkpoint=args.checkpoint, compact=args.compact, phase=args.phase, init=args.init,
                       steps=args.steps, batch=args.batch, crop=tuple(args.crop), lr=args.lr,
-                      threads=args.threads, device=args.device, every=args.every, seed=args.seed,
+                      threads=args.threads, lambdas=tuple(args.lambdas), device=args.device, every=args.every, seed=args.seed,
                       model=json.loads(args.model) if args.model else {})
     path = train(cfg, progress=not args.quiet)
     print(f"checkpoint: {path}")
@@ -66,6 +66,9 @@ def main(argv=None) -> int:
     t.add_argument("--crop", type=int, nargs=2, default=(64, 128), metavar=("LAT", "LON"),
                    help="crop size in grid points, multiples of 32 (default: 64 128)")
     t.add_argument("--lr", type=float, default=4e-4, help="peak learning rate, cosine decay (default: %(default)s)")
+    t.add_argument("--lambdas", type=float, nargs="+", default=DEFAULT_LAMBDAS, metavar="LAMBDA",
+                   help="phases 2 and 3: one rate-distortion weight per quality level, smallest output first "
+                        "(default: %(default)s)")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--every", type=int, default=250, help="log/checkpoint interval in steps")

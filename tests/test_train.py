@@ -196,6 +196,10 @@ def test_compact_checkpoint_resumes_where_only_the_repo_survived(runs, tmp_path)
     for k, v in saved["model"].items():  # it continued from the compact weights, not from --init
         if k.startswith("patch_embed"):  # frozen in phase 2: exactly the float16-rounded weights
             assert torch.equal(resumed["model"][k], v.half().float()), k
+    # a compact file never resumes another run (another --checkpoint)
+    with pytest.raises(ValueError, match="belongs to the run"):
+        train(TrainConfig(data=str(runs["data_dir"]), phase=2, init=str(d / "p2.pt"), steps=6, batch=2,
+                          threads=1, checkpoint=str(tmp_path / "other.pt"), compact=str(compact)), progress=False)
 
 
 def test_plain_autoencoder_ablation(tmp_path, data_dir):
@@ -205,3 +209,18 @@ def test_plain_autoencoder_ablation(tmp_path, data_dir):
     s = load(train(cfg, progress=False))
     assert s["train_config"]["variational"] is False
     assert s["log"][-1]["loss"] == pytest.approx(s["log"][-1]["mse"])
+
+
+def test_more_quality_levels_than_init(runs, tmp_path):
+    """--lambdas with more levels than the init model: its levels are kept and the
+    log-gain ladder continues past the last one."""
+    src = runs["p2"]["model"]
+    n = src["log_gain"].shape[0]
+    lambdas = [str(4.0 * 4 ** i) for i in range(n + 1)]
+    cfg = TrainConfig(data=str(runs["data_dir"]), phase=2, init=str(runs["dir"] / "p2.pt"), steps=1, batch=2,
+                      threads=1, lr=1e-12, checkpoint=str(tmp_path / "more.pt"), lambdas=tuple(map(float, lambdas)))
+    s = load(train(cfg, progress=False))
+    g = s["model"]["log_gain"]
+    assert s["model_config"]["qualities"] == n + 1 == g.shape[0]
+    torch.testing.assert_close(g[:n], src["log_gain"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(g[n], 2 * src["log_gain"][n - 1] - src["log_gain"][n - 2], atol=1e-6, rtol=0)

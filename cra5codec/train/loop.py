@@ -27,10 +27,9 @@ import torch
 from ..data import TARGET_SHAPE, training_corpus, validation_fields
 from ..model.vaeformer import VAEformer
 from ..runtime import load_weights
+from ..weights import DEFAULT_LAMBDAS
 from .sampler import CropSampler
 
-#: lambda of each quality level, in units of (bits per value) / (normalised MSE)
-DEFAULT_LAMBDAS = (4.0, 16.0, 64.0, 256.0, 1024.0)
 
 
 @dataclasses.dataclass
@@ -124,7 +123,7 @@ def _load_compact(path: Path) -> dict:
         meta = {k: json.loads(v) for k, v in f.metadata().items()}
     model = {k: v.float() for k, v in load_file(str(path)).items()}
     return {"model": model, "model_config": meta["model_config"], "step": meta["step"],
-            "log": meta["log"], "opt": None}
+            "log": meta["log"], "train_config": meta["train_config"], "opt": None}
 
 
 def _load_init(path: str) -> tuple[dict, dict]:
@@ -135,6 +134,20 @@ def _load_init(path: str) -> tuple[dict, dict]:
         return config, network
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state["model_config"], state["model"]
+
+
+@torch.no_grad()
+def _extend_gains(model: VAEformer, init: dict) -> None:
+    """More quality levels than ``init`` has: keep its levels and continue the log-gain
+    ladder past the last one by the step between its last two levels."""
+    for name in ("log_gain", "log_inv_gain"):
+        old, new = init.get(name), getattr(model, name)
+        if old is None or old.shape[0] >= new.shape[0] or old.shape[1:] != new.shape[1:] or len(old) < 2:
+            continue
+        step = old[-1] - old[-2]
+        new[:len(old)] = old
+        for i in range(len(old), len(new)):
+            new[i] = old[-1] + (i - len(old) + 1) * step
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -153,6 +166,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         state = torch.load(path, map_location="cpu", weights_only=True)
     elif compact is not None and compact.exists():
         state = _load_compact(compact)
+        run = state["train_config"].get("checkpoint")
+        if run != cfg.checkpoint:  # never continue somebody else's run by accident
+            raise ValueError(f"compact checkpoint {compact} belongs to the run with --checkpoint {run}, "
+                             f"not {cfg.checkpoint}; pass that, or another --compact path")
     if state is not None:
         model = VAEformer(**state["model_config"])
     elif cfg.init:
@@ -161,6 +178,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         own = model.state_dict()
         model.load_state_dict({k: v for k, v in init_weights.items()
                                if k in own and own[k].shape == v.shape}, strict=False)
+        _extend_gains(model, init_weights)
     elif cfg.phase == 2:
         raise ValueError("phase 2 needs --init: a phase-1 checkpoint or exported weights")
     else:

@@ -20,6 +20,9 @@ DEFAULT_MODEL = "vaeformer-s"
 #: the codec's default quality level: the middle of the shipped five, a balance of
 #: size and error (level 1 is the smallest output)
 DEFAULT_QUALITY = 3
+#: training's default rate-distortion weight per quality level, in (bits per value) per
+#: (normalised MSE), smallest output first; the shipped models record theirs in metadata
+DEFAULT_LAMBDAS = (4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)
 
 
 def model_id(name: str) -> int:
