@@ -79,6 +79,26 @@ def match_keepbits(rmse_of, target, kmin=0, kmax=23):
     return hi
 
 
+def match_ratio(ratio_of, target, lo_limit, hi_limit, iters=30):
+    """Smallest error bound whose compression ratio is >= ``target`` (the most accurate
+    setting reaching that ratio), by bisection on a log scale; None if even
+    ``hi_limit`` stays below it. ``ratio_of(eb)`` is assumed to grow with ``eb``."""
+    if ratio_of(hi_limit) < target:
+        return None
+    if ratio_of(lo_limit) >= target:
+        return lo_limit
+    lo, hi = lo_limit, hi_limit  # ratio(lo) < target <= ratio(hi)
+    for _ in range(iters):
+        if hi / lo < 1.01:
+            break
+        mid = math.sqrt(lo * hi)
+        if ratio_of(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def interpolate_ratio(points, target):
     """Ratio at ``target`` RMSE, interpolating log(ratio) linearly in log(RMSE).
 

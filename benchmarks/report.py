@@ -62,8 +62,28 @@ def markdown_report(results) -> str:
         rows.append([r["variable"], _g(r["target_rmse"]), cra5]
                     + [_ratio_cell(results, b, r["baselines"].get(b), r["target_rmse"])
                        for b in BASELINES])
-    out.append(_table(["variable", "target RMSE", "cra5codec"] + [LABELS[b] for b in BASELINES],
-                      rows))
+        best = max((r["baselines"][b]["ratio"] for b in BASELINES if r["baselines"].get(b)), default=None)
+        rows[-1].append("—" if c is None or not best else f"{c / best:.2f}x")
+    out.append(_table(["variable", "target RMSE", "cra5codec"] + [LABELS[b] for b in BASELINES]
+                      + ["cra5codec / best classical"], rows))
+
+    if results.get("at_high_ratio"):
+        ratio = results["at_high_ratio"][0]["ratio"]
+        out += ["", f"## Latitude-weighted RMSE at {ratio:.0f}x", ""]
+        rows = []
+        for r in results["at_high_ratio"]:
+            c = r["cra5_lat_rmse"]
+            cells = [("not reached" if p is None else f"{_g(p['lat_rmse'])} ({p['ratio']:.0f}x)")
+                     if b in cfg["codecs"] else "—" for b, p in ((b, r["baselines"].get(b)) for b in BASELINES)]
+            best = min((p["lat_rmse"] for p in r["baselines"].values() if p), default=None)
+            rows.append([r["variable"], "—" if "cra5" not in cfg["codecs"] else
+                         ("not reached" if c is None else _g(c))] + cells
+                        + ["—" if c is None or not best else f"{c / best:.2f}"])
+        out.append(_table(["variable", "cra5codec"] + [LABELS[b] for b in BASELINES]
+                          + ["cra5codec / best classical"], rows))
+        out += ["", f"A baseline's entry is its most accurate setting reaching at least {ratio:.0f}x "
+                "(its ratio in brackets); cra5codec's is interpolated between quality levels "
+                "(log RMSE vs log ratio); \"not reached\": no level or setting gets there."]
     out += ["", "Ratios are float32 bytes / compressed bytes over all fields. A baseline's "
             "ratio at a target is the best of its measured settings whose RMSE does not "
             "exceed the target (bisection aims at within "
