@@ -150,7 +150,8 @@ def validation_fields(data_dir, shape=TARGET_SHAPE) -> dict[str, np.ndarray]:
 def training_corpus(data_dir, shape=TARGET_SHAPE) -> tuple[list[np.ndarray], list[str]]:
     """Every training field in ``data_dir``: global fields regridded to ``shape`` and at
     their native resolution, regional fields as they are. Returns (arrays, names), each
-    array (N, lat, lon) float32; the validation times of the ERA5 week are excluded.
+    array (N, lat, lon) float32, named ``var@LATxLON`` (regridded), ``var@native`` (global)
+    or ``var@regional``; the validation times of the ERA5 week are excluded.
     """
     data_dir = Path(data_dir)
     sources = [era5_week(data_dir, "train")]
@@ -165,7 +166,7 @@ def training_corpus(data_dir, shape=TARGET_SHAPE) -> tuple[list[np.ndarray], lis
                 arrays.append(fields(regrid(da, shape)))
                 names.append(f"{v}@{shape[0]}x{shape[1]}")
             arrays.append(fields(da))
-            names.append(f"{v}@native")
+            names.append(f"{v}@native" if is_global(da) else f"{v}@regional")
     return arrays, names
 
 

@@ -224,3 +224,26 @@ def test_more_quality_levels_than_init(runs, tmp_path):
     assert s["model_config"]["qualities"] == n + 1 == g.shape[0]
     torch.testing.assert_close(g[:n], src["log_gain"], atol=1e-6, rtol=0)
     torch.testing.assert_close(g[n], 2 * src["log_gain"][n - 1] - src["log_gain"][n - 2], atol=1e-6, rtol=0)
+
+
+def test_regional_crops_are_never_rolled_across_their_edges():
+    """A regional field is cut at a random offset, never rolled: every crop is a
+    contiguous window of the original (no east-west seam)."""
+    cols = np.arange(300, dtype=np.float64) + 1
+    a = np.broadcast_to(cols ** 2, (1, 40, 300)).astype(np.float32)  # rises west to east
+    s = CropSampler([a], [1.0], crop=(32, 64), seed=1, periodic=[False])
+    offsets = set()
+    for _ in range(20):
+        x = s.field().astype(np.float64)
+        d = np.diff(x[0])
+        assert (d > 0).all()  # a roll would put a drop (the seam) somewhere in the window
+        offsets.add(round(d[0] / d[-1], 3))  # (2o + 3) / (2o + 2w - 1): identifies the offset o
+    assert len(offsets) > 5  # and not always the same window
+
+
+def test_training_corpus_names_regional_sources(data_dir):
+    from cra5codec.data import training_corpus
+
+    _, names = training_corpus(data_dir)
+    assert any(n.endswith("@regional") for n in names)  # the UK t2m
+    assert any(n.endswith("@native") for n in names) and any(n.endswith("@128x256") for n in names)

@@ -65,7 +65,8 @@ def _sampler(cfg: TrainConfig) -> CropSampler:
     # the ERA5 week is what the codec is judged on: draw it half the time
     weights = [(4.0 if n.split("@")[0] in ("t2m", "u10", "v10", "msl", "tp") else 1.0)
                for n in names]
-    return CropSampler(arrays, weights, tuple(cfg.crop), cfg.seed)
+    return CropSampler(arrays, weights, tuple(cfg.crop), cfg.seed,
+                       periodic=[not n.endswith("@regional") for n in names])
 
 
 @torch.no_grad()

@@ -14,27 +14,33 @@ class CropSampler:
     padded as the codec pads them), and normalised by its own mean and standard
     deviation -- exactly what the codec does to each field it compresses.
 
-    ``weights`` gives each array's share of the draws.
+    ``weights`` gives each array's share of the draws. ``periodic`` (default: all)
+    says which arrays circle the globe: only those are rolled in longitude; a regional
+    field is cut at a random offset instead, since rolling it would join its east and
+    west edges into a seam that is not in the data.
     """
 
-    def __init__(self, arrays, weights, crop=(64, 128), seed=0):
+    def __init__(self, arrays, weights, crop=(64, 128), seed=0, periodic=None):
         self.arrays = arrays
+        self.periodic = [True] * len(arrays) if periodic is None else list(periodic)
         w = np.asarray(weights, dtype=np.float64)
         self.p = w / w.sum()
         self.crop = crop
         self.rng = np.random.default_rng(seed)
 
     def field(self) -> np.ndarray:
-        a = self.arrays[self.rng.choice(len(self.arrays), p=self.p)]
-        x = a[self.rng.integers(len(a))]
-        x = np.roll(x, self.rng.integers(x.shape[1]), axis=1)
+        k = self.rng.choice(len(self.arrays), p=self.p)
+        x = self.arrays[k][self.rng.integers(len(self.arrays[k]))]
+        if self.periodic[k]:
+            x = np.roll(x, self.rng.integers(x.shape[1]), axis=1)
         if self.rng.random() < 0.5:
             x = x[::-1]
         h, w = self.crop
         if x.shape[0] < h or x.shape[1] < w:
             x = pad_field(x, max(h, x.shape[0]), max(w, x.shape[1]))
         i = self.rng.integers(x.shape[0] - h + 1)
-        x = x[i:i + h, :w]
+        j = 0 if self.periodic[k] else self.rng.integers(x.shape[1] - w + 1)
+        x = x[i:i + h, j:j + w]
         std = x.std()
         return ((x - x.mean()) / (std if std > 0 else 1)).astype(np.float32)
 
