@@ -37,6 +37,15 @@ def _demo(args) -> int:
 def _export(args) -> int:
     from .train.export import export
 
+    from pathlib import Path
+
+    if Path(args.out).exists() and not args.overwrite:
+        # shipped weights decode every chunk they ever wrote: a new model gets a new file
+        # (and a new model id in cra5codec.weights.MODELS), never the old one's place
+        print(f"cra5codec export: {args.out} exists; chunks written with those weights would no longer "
+              "decode. Export to a new name, or pass --overwrite for weights nothing was written with.",
+              file=sys.stderr)
+        return 2
     print(f"weights: {export(args.checkpoint, args.out)}")
     return 0
 
@@ -93,7 +102,9 @@ def main(argv=None) -> int:
 
     e = sub.add_parser("export", help="write shipped weights (safetensors) from a phase-2 checkpoint")
     e.add_argument("checkpoint")
-    e.add_argument("--out", default="cra5codec/weights/vaeformer-s.safetensors")
+    e.add_argument("--out", required=True, help="the .safetensors file to write, e.g. "
+                   "cra5codec/weights/<new model name>.safetensors")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing file")
     e.set_defaults(func=_export)
 
     args = p.parse_args(argv)

@@ -247,3 +247,19 @@ def test_training_corpus_names_regional_sources(data_dir):
     _, names = training_corpus(data_dir)
     assert any(n.endswith("@regional") for n in names)  # the UK t2m
     assert any(n.endswith("@native") for n in names) and any(n.endswith("@128x256") for n in names)
+
+
+def test_export_never_replaces_weights_silently(runs):
+    """Shipped weights must keep decoding what they wrote: export refuses an existing file."""
+    import subprocess
+
+    from helpers import cli_command
+
+    d = runs["dir"]
+    target = d / "w" / "tiny.safetensors"
+    before = target.read_bytes()
+    r = subprocess.run([*cli_command(), "export", str(d / "p2.pt"), "--out", str(target)], cwd=d,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "exists" in r.stderr
+    assert target.read_bytes() == before
+    run_cli("export", d / "p2.pt", "--out", target, "--overwrite", cwd=d)
