@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from cra5codec import data
+from cra5codec import DEFAULT_MODEL, data
 from helpers import ERA5_VARS, BOUND, cli_command, run_cli
 
 
@@ -63,7 +63,7 @@ def test_demo_era5_zarr_format2(tmp_path, data_dir):
     assert list(rows) == ["t2m"]
     assert rows["t2m"][2] == "17"  # fields: all 17 time steps
     meta = json.loads((out / "t2m" / ".zarray").read_text())
-    assert meta["compressor"] == {"id": "cra5", "quality": 2, "model": "vaeformer-s"}
+    assert meta["compressor"] == {"id": "cra5", "quality": 2, "model": DEFAULT_MODEL}
     assert meta["chunks"] == [1, 128, 256]
     assert "Zarr format 2" in r.stdout
 
