@@ -17,6 +17,7 @@ Variants:
 * ``latent16`` / ``latent64`` -- latent channels
 * ``joint``       -- one phase: every weight trained for rate + lambda * distortion
                      for the steps of both phases together
+* ``joint_latent16`` -- joint, with 16 latent channels
 
 Runs resume (checkpoints in ``benchmarks/out/ablations``). Usage::
 
@@ -48,6 +49,7 @@ VARIANTS = {
     "latent16": {"model": {"latent": 16}},
     "latent64": {"model": {"latent": 64}},
     "joint": {"joint": True},
+    "joint_latent16": {"joint": True, "model": {"latent": 16}},
 }
 SCORED = ("t2m", "u10", "v10", "msl")
 #: the five levels the ablations were run with (the shipped model may have more)
