@@ -46,7 +46,7 @@ class CRA5Codec(Codec):
     Parameters
     ----------
     quality : int, optional
-        Quality level, 1 = smallest output (default 3); see
+        Quality level, 1 = smallest output (default 4); see
         :func:`cra5codec.available_qualities`.
     target_rmse : float or sequence of float, optional
         Instead of a fixed level: the RMSE (in the data's units) each field may have,

@@ -168,11 +168,11 @@ def test_other_weights_tag(era5_chunk):
 
 def test_quality_the_model_lacks(small_chunk):
     ch = unpack(small_chunk)
-    assert ch.fields[0].kind == CODED and ch.fields[0].quality == CRA5Codec().quality == 3
+    assert ch.fields[0].kind == CODED and ch.fields[0].quality == CRA5Codec().quality == weights.DEFAULT_QUALITY
     pos = 10 + 4 + 1 + 12  # header, four shape varints, kind byte, mean and std: the quality byte
     for bad, match in ((60, "quality 60"), (0, "invalid quality level 0"), (64, "invalid quality level 64")):
         b = bytearray(small_chunk)
-        assert b[pos] == 3
+        assert b[pos] == weights.DEFAULT_QUALITY
         b[pos] = bad
         with pytest.raises(ValueError, match=match):
             pipeline.decode(fix_crc(b))

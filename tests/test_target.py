@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from cra5codec import CRA5Codec, CRA5Serializer, TargetNotMetWarning, available_qualities, pipeline
+from cra5codec import (DEFAULT_QUALITY, CRA5Codec, CRA5Serializer, TargetNotMetWarning, available_qualities,
+                       pipeline)
 from cra5codec.bitstream import CODED, unpack
 
 from helpers import ERA5_VARS
@@ -109,7 +110,7 @@ def test_config_roundtrips():
     s = CRA5Serializer(target_rmse=[0.7, 0.5])
     assert s.to_dict()["configuration"] == {"target_rmse": [0.7, 0.5], "model": s.model}
     assert CRA5Serializer.from_dict(s.to_dict()) == s and hash(s) == hash(CRA5Serializer.from_dict(s.to_dict()))
-    assert CRA5Serializer().quality == CRA5Codec().quality == 3
+    assert CRA5Serializer().quality == CRA5Codec().quality == DEFAULT_QUALITY
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
