@@ -102,6 +102,7 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
             rt.posterior(pad_field(np.stack([_normalised(flat[i], infos[i]) for i in coded[s:s + BATCH]]), H, W))
             for s in range(0, len(coded), BATCH)])
         if target_rmse is None:
+            quality = weights.DEFAULT_QUALITY if quality is None else quality
             if not 1 <= quality <= rt.qualities:
                 raise ValueError(f"quality must be in 1..{rt.qualities} for model {model!r}, not {quality}")
             levels = np.full(len(coded), quality)
