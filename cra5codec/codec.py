@@ -21,6 +21,17 @@ def check_target(target_rmse):
     return float(t) if t.ndim == 0 else tuple(float(v) for v in t)
 
 
+def check_mode(quality, target_rmse) -> tuple[int | None, float | tuple | None]:
+    """(quality, target_rmse) as the codec keeps them: a level (the default one when
+    neither is given) or a target, never both."""
+    if quality is not None and target_rmse is not None:
+        raise ValueError("give either quality or target_rmse, not both")
+    target = check_target(target_rmse)
+    if target is not None:
+        return None, target
+    return check_quality(DEFAULT_QUALITY if quality is None else quality), None
+
+
 def mode_config(quality, target_rmse) -> dict:
     """The codec configuration of its mode: only the one in use, JSON-ready."""
     if target_rmse is None:
@@ -68,11 +79,7 @@ class CRA5Codec(Codec):
     codec_id = "cra5"
 
     def __init__(self, quality: int | None = None, model: str = DEFAULT_MODEL, target_rmse=None):
-        if quality is not None and target_rmse is not None:
-            raise ValueError("give either quality or target_rmse, not both")
-        self.target_rmse = check_target(target_rmse)
-        self.quality = None if self.target_rmse is not None else check_quality(
-            DEFAULT_QUALITY if quality is None else quality)
+        self.quality, self.target_rmse = check_mode(quality, target_rmse)
         self.model = str(model)
 
     def get_config(self):

@@ -16,8 +16,8 @@ from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
 from . import pipeline
-from .codec import check_quality, check_target, mode_config
-from .weights import DEFAULT_MODEL, DEFAULT_QUALITY
+from .codec import check_mode, mode_config
+from .weights import DEFAULT_MODEL
 
 NAME = "cra5codec.cra5"
 
@@ -44,11 +44,9 @@ class CRA5Serializer(ArrayBytesCodec):
     target_rmse: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
-        if self.quality is not None and self.target_rmse is not None:
-            raise ValueError("give either quality or target_rmse, not both")
-        object.__setattr__(self, "target_rmse", check_target(self.target_rmse))
-        if self.target_rmse is None:
-            object.__setattr__(self, "quality", check_quality(DEFAULT_QUALITY if self.quality is None else self.quality))
+        quality, target = check_mode(self.quality, self.target_rmse)
+        object.__setattr__(self, "quality", quality)
+        object.__setattr__(self, "target_rmse", target)
 
     @classmethod
     def from_dict(cls, data):
