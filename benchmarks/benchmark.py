@@ -155,6 +155,10 @@ class Bench:
                      min_seconds=min_seconds)
         p.update(enc_mbps=m["enc_mbps"], dec_mbps=m["dec_mbps"])
 
+    def span(self, var) -> float:
+        """The variable's value range (error bounds are searched relative to it)."""
+        return max(float(self.fields[var].max() - self.fields[var].min()), 1e-30)
+
     def match(self, codec, var, target):
         """The codec's point with the largest ratio whose RMSE <= target, or None.
 
@@ -166,8 +170,7 @@ class Bench:
         if self.baselines[codec].knob == "keepbits":
             match_keepbits(rmse_of, target)
         else:
-            x = self.fields[var]
-            span = max(float(x.max() - x.min()), 1e-30)
+            span = self.span(var)
             # below ~1e-7 of the range float32 rounding dominates anyway
             match_bound(rmse_of, target, start=target, lo_limit=span * 1e-7,
                         hi_limit=span * 10, rtol=self.rtol)
@@ -183,7 +186,7 @@ class Bench:
             ok = [k for k in range(0, 24) if ratio_of(k) >= ratio]  # few settings: try them all
             best = max(ok, default=None)
         else:
-            span = max(float(self.fields[var].max() - self.fields[var].min()), 1e-30)
+            span = self.span(var)
             best = match_ratio(ratio_of, ratio, span * 1e-7, span * 10)
         return None if best is None else self.point(codec, var, best)
 
