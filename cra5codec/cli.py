@@ -13,7 +13,8 @@ def _train(args) -> int:
 
     cfg = TrainConfig(data=args.data, checkpoint=args.checkpoint, compact=args.compact, phase=args.phase, init=args.init,
                       steps=args.steps, batch=args.batch, crop=tuple(args.crop), lr=args.lr,
-                      threads=args.threads, lambdas=tuple(args.lambdas), device=args.device, every=args.every, seed=args.seed,
+                      threads=args.threads, lambdas=tuple(args.lambdas), extra_data=tuple(args.extra_data),
+                      device=args.device, every=args.every, seed=args.seed,
                       model=json.loads(args.model) if args.model else {})
     path = train(cfg, progress=not args.quiet)
     print(f"checkpoint: {path}")
@@ -60,6 +61,9 @@ def main(argv=None) -> int:
                               "'cra5codec train --phase 2 --init runs/phase1.pt --steps 20000 --checkpoint runs/phase2.pt', "
                               "then 'cra5codec export runs/phase2.pt'.")
     t.add_argument("--data", default="../shared/data", help="folder of Zarr/netCDF/GRIB reanalysis (default: %(default)s)")
+    t.add_argument("--extra-data", nargs="+", default=[], metavar="PATH",
+                   help="more Zarr/netCDF/GRIB sources to train on beside --data, e.g. simulated fields "
+                        "from tools/held_suarez.py (the validation split stays real ERA5)")
     t.add_argument("--phase", type=int, choices=(1, 2, 3), default=1,
                    help="1: reconstruction VAE; 2: entropy model, encoder frozen; 3: joint, every weight "
                         "trains for rate + lambda * distortion (default: %(default)s)")

@@ -147,26 +147,31 @@ def validation_fields(data_dir, shape=TARGET_SHAPE) -> dict[str, np.ndarray]:
     return {v: fields(regrid(ds[v], shape)) for v in data_variables(ds)}
 
 
-def training_corpus(data_dir, shape=TARGET_SHAPE) -> tuple[list[np.ndarray], list[str]]:
+def training_corpus(data_dir, shape=TARGET_SHAPE, extra=()) -> tuple[list[np.ndarray], list[str]]:
     """Every training field in ``data_dir``: global fields regridded to ``shape`` and at
     their native resolution, regional fields as they are. Returns (arrays, names), each
     array (N, lat, lon) float32, named ``var@LATxLON`` (regridded), ``var@native`` (global)
-    or ``var@regional``; the validation times of the ERA5 week are excluded.
+    or ``var@regional``; the validation times of the ERA5 week are excluded. ``extra``:
+    more files or stores to add as they are (e.g. simulated fields from
+    ``tools/held_suarez.py``), their names prefixed ``extra:``.
     """
     data_dir = Path(data_dir)
     sources = [era5_week(data_dir, "train")]
     for f in sorted(data_dir.iterdir()):
         if f.name != ERA5_WEEK and f.suffix in (".nc", ".grib", ".grb", ".zarr"):
             sources.append(open_dataset(f))
+    n_real = len(sources)
+    sources += [open_dataset(Path(f)) for f in extra]
     arrays, names = [], []
-    for ds in sources:
+    for k, ds in enumerate(sources):
+        prefix = "" if k < n_real else "extra:"
         for v in data_variables(ds):
             da = ds[v]
             if is_global(da):
                 arrays.append(fields(regrid(da, shape)))
-                names.append(f"{v}@{shape[0]}x{shape[1]}")
+                names.append(f"{prefix}{v}@{shape[0]}x{shape[1]}")
             arrays.append(fields(da))
-            names.append(f"{v}@native" if is_global(da) else f"{v}@regional")
+            names.append(f"{prefix}{v}@native" if is_global(da) else f"{prefix}{v}@regional")
     return arrays, names
 
 

@@ -263,3 +263,14 @@ def test_export_never_replaces_weights_silently(runs):
     assert r.returncode == 2 and "exists" in r.stderr
     assert target.read_bytes() == before
     run_cli("export", d / "p2.pt", "--out", target, "--overwrite", cwd=d)
+
+
+def test_extra_training_sources(data_dir):
+    """--extra-data adds sources (e.g. simulated fields) beside the real corpus, marked as such."""
+    from cra5codec.data import training_corpus
+
+    extra = sorted(p for p in data_dir.iterdir() if p.suffix == ".nc")[0]
+    arrays, names = training_corpus(data_dir, extra=[extra])
+    base_arrays, base_names = training_corpus(data_dir)
+    added = [n for n in names if n.startswith("extra:")]
+    assert added and names[:len(base_names)] == base_names and len(arrays) == len(base_arrays) + len(added)

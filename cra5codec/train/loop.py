@@ -39,6 +39,7 @@ class TrainConfig:
     phase: int = 1
     init: str | None = None          # phase 2 starts from a phase-1 checkpoint
     compact: str | None = None       # also keep a compact, committable checkpoint here
+    extra_data: tuple[str, ...] = ()  # more sources beside data (e.g. simulated fields)
     steps: int = 10000
     batch: int = 8
     crop: tuple[int, int] = (64, 128)
@@ -61,7 +62,7 @@ def _device(name: str) -> torch.device:
 
 
 def _sampler(cfg: TrainConfig) -> CropSampler:
-    arrays, names = training_corpus(cfg.data, TARGET_SHAPE)
+    arrays, names = training_corpus(cfg.data, TARGET_SHAPE, cfg.extra_data)
     # the ERA5 week is what the codec is judged on: draw it half the time
     weights = [(4.0 if n.split("@")[0] in ("t2m", "u10", "v10", "msl", "tp") else 1.0)
                for n in names]
