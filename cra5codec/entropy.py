@@ -98,10 +98,9 @@ class TableCoder:
 
     def decode(self, coder, table: np.ndarray) -> np.ndarray:
         """Pop values for a flat ``table`` of table indices (inverse of :meth:`encode`)."""
-        order = np.argsort(table, kind="stable")
-        ks, counts = np.unique(table[order], return_counts=True)
+        order, ks, starts = _group_order(table)
         parts = []
-        for k, n in zip(ks, counts):
+        for k, n in zip(ks, np.diff(np.append(starts, table.size))):
             R = self.ranges[k]
             v = coder.decode(self.models[k], int(n)).astype(np.int64) - R
             for i in np.flatnonzero(np.abs(v) == R):
@@ -126,11 +125,18 @@ class TableCoder:
         return sum(int(d) << (8 * i) for i, d in enumerate(digits))
 
 
-def _groups(values: np.ndarray, table: np.ndarray):
-    """(table index, its values in their original order), by increasing table index: one
-    stable sort instead of a mask per table."""
+def _group_order(table: np.ndarray):
+    """(order, table indices, group starts): ``table[order]`` lists the symbols table by
+    table, increasing, each group in its original order -- one stable sort instead of a
+    mask per table; encoder and decoder must agree on it."""
     order = np.argsort(table, kind="stable")
     ks, starts = np.unique(table[order], return_index=True)
+    return order, ks, starts
+
+
+def _groups(values: np.ndarray, table: np.ndarray):
+    """(table index, its values in their original order), by increasing table index."""
+    order, ks, starts = _group_order(table)
     return zip(ks, np.split(values[order], starts[1:]))
 
 

@@ -145,14 +145,17 @@ def _rmse_at(rt, mean, fields, infos, levels) -> np.ndarray:
     """The RMSE each field would be decoded with at ``levels`` (one per field)."""
     y, z = _analyse(rt, mean, levels)
     mu, _ = rt.hyper(z)
-    y_hat = np.round(y - mu) + mu
-    h, w = fields[0].shape
-    out = np.empty(len(fields))
-    for s in range(0, len(fields), BATCH):
-        x_hat = rt.synthesise(y_hat[s:s + BATCH], levels[s:s + BATCH])[:, :h, :w]
-        for j, (x, f) in enumerate(zip(fields[s:s + BATCH], infos[s:s + BATCH])):
-            out[s + j] = np.sqrt(np.nanmean((x_hat[j].astype(np.float64) * f.std + f.mean - x) ** 2))
-    return out
+    x_hat = _reconstruct(rt, np.round(y - mu) + mu, levels, infos, fields[0].shape)
+    return np.array([np.sqrt(np.nanmean((xh - x) ** 2)) for xh, x in zip(x_hat, fields)])
+
+
+def _reconstruct(rt, y_hat: np.ndarray, levels: np.ndarray, infos, shape):
+    """Decoded fields (float64, in the data's units), one per latent, BATCH at a time."""
+    h, w = shape
+    for s in range(0, len(y_hat), BATCH):
+        x = rt.synthesise(y_hat[s:s + BATCH], levels[s:s + BATCH])[:, :h, :w]
+        for xj, f in zip(x, infos[s:s + BATCH]):
+            yield xj.astype(np.float64) * f.std + f.mean
 
 
 def _cheapest_levels(rt, mean, fields, infos, targets, index) -> np.ndarray:
@@ -245,8 +248,6 @@ def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) 
         raise ValueError("cra5 chunk decoded to different symbols than were encoded: the "
                          "stream is damaged, or this machine's hyper-synthesis rounds "
                          "differently from the encoder's")
-    for s in range(0, len(coded), BATCH):
-        x = rt.synthesise(y_sym[s:s + BATCH] + mu[s:s + BATCH], levels[s:s + BATCH])[:, :h, :w]
-        for j, i in enumerate(coded[s:s + BATCH]):
-            f = chunk.fields[i]
-            result[i] = x[j].astype(np.float64) * f.std + f.mean
+    decoded = _reconstruct(rt, y_sym + mu, levels, [chunk.fields[i] for i in coded], (h, w))
+    for i, x in zip(coded, decoded):
+        result[i] = x
