@@ -1,5 +1,5 @@
-"""The cra5codec chunk format (version 2; version 1 is still read). Pure Python and
-numpy: no torch here.
+"""The cra5codec chunk format (version 3; versions 1 and 2 are still read). Pure Python
+and numpy: no torch here.
 
 A chunk is one array of shape (..., vars, lat, lon): every trailing 2-D (lat, lon)
 slice is a *field*, coded on its own normalisation. Layout, all integers
@@ -7,26 +7,48 @@ little-endian, ``varint`` = unsigned LEB128::
 
     offset  size     field
     0       2        magic  b"C5"
-    2       1        format version (2)
+    2       1        format version: 2, or 3 when a field is bounded or exact (kinds 3, 4)
     3       1        model id (see cra5codec.weights; 0 = no network was needed)
     4       4        weights tag: first 4 bytes of the SHA-256 of the weights file
     8       1        bit 7: dtype is float64 (else float32); bit 6: Fortran (F) memory
-                     order; bits 0-5: 0 (version 1: the quality level of every field)
+                     order; bit 0 (version 3): bounds are relative to each field's range;
+                     bits 1-5: 0 (version 1: bits 0-5 are the quality level of every field)
     9       1        ndim (>= 2)
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
-            1        kind: 0 coded, 1 constant, 2 all NaN; bit 7: has a NaN mask
-            12       coded: mean (float64), standard deviation (float32)
-            1        coded: quality level (1..63) of this field (not in version 1)
+            1        kind: 0 coded, 1 constant, 2 all NaN, 3 bounded, 4 exact;
+                     bit 7: has a NaN mask
+            12       coded, bounded: mean (float64), standard deviation (float32)
+            1        coded, bounded: quality level (1..63; bounded: 0 = no network) of
+                     this field (not in version 1)
+            16       bounded: the bound as given (float64; absolute, or relative to the
+                     field's range when header bit 0 is set) and the unit u (float64):
+                     values decode as mean + u * m for integers m, u = 2 * bound / 64
+                     (or less, leaving room for the rounding to the dtype)
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
     then, if any field has a NaN mask:
             varint   length of the mask section
             ...      zlib-compressed packed bits of the masks of those fields, in order
-    then, if any field is coded:
+    then, if any field has latents (coded, or bounded at a level >= 1):
             varint   length of the ANS section in bytes (a multiple of 4)
-            ...      constriction ANS words (uint32): z of all fields, then y
+            ...      constriction ANS words (uint32): z of all those fields, then y
             2        symbol check: CRC-32 of the decoded integer symbols, low 16 bits
+    then, if any field is bounded (version 3):
+            varint   length of the residual section, which holds:
+              per bounded field: varint length, then its coded residual
+                     (:mod:`cra5codec.residual`: a header per pass, then ANS words)
+              varint   number of exceptions: points whose value is stored verbatim
+                       because rounding to the dtype would have broken the bound
+              each:    varint field number (among the bounded), varint flat index,
+                       the value (in the chunk's dtype)
+              4        CRC-32 of the integers m of every bounded field (int64, in order)
+    then, if any field is exact (version 3):
+            varint   length, then zlib-compressed raw values of those fields (dtype)
     last    4        CRC-32 of every byte before it
+
+A bounded field (the ``max_abs_error`` / ``max_rel_error`` modes) decodes within its
+bound at every point; the network's prediction, if any, only shapes how its residual
+is coded. An exact field is one whose bound is finer than its values' own precision.
 
 Each field has its own quality level, so a target-error chunk can give every variable
 the cheapest level that meets its target. A single 128 x 256 field costs 37 bytes of framing. The mean is float64 because
@@ -44,10 +66,12 @@ import zlib
 import numpy as np
 
 MAGIC = b"C5"
-VERSION = 2
-#: older versions this module still reads
-READS = (1, 2)
-CODED, CONSTANT, ALL_NAN = 0, 1, 2
+VERSION = 3
+#: versions this module reads (plain chunks are still written as version 2)
+READS = (1, 2, 3)
+CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT = 0, 1, 2, 3, 4
+_KINDS = {1: (CODED, CONSTANT, ALL_NAN), 2: (CODED, CONSTANT, ALL_NAN),
+          3: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
 _HAS_MASK = 0x80
 #: the most values a chunk may declare (guards against decompression bombs)
 MAX_VALUES = 2 ** 31
@@ -62,7 +86,9 @@ class Field:
     mean: float = 0.0
     std: float = 1.0
     value: float = 0.0
-    quality: int = 0  # coded fields: the quality level (1..63)
+    quality: int = 0  # coded fields: the quality level (1..63); bounded: 0..63
+    bound: float = 0.0  # bounded: the bound as given (absolute or relative)
+    unit: float = 0.0  # bounded: the integer grid's step u
 
 
 @dataclasses.dataclass
@@ -75,13 +101,23 @@ class Chunk:
     shape: tuple[int, ...]
     fields: list[Field]
     fortran: bool = False
+    relative: bool = False  # bounded fields' bounds are relative to their range
     masks: bytes = b""
     ans: bytes = b""
     symbol_check: int = 0
+    residual: bytes = b""
+    exact: bytes = b""
 
     @property
-    def any_coded(self) -> bool:
-        return any(f.kind == CODED for f in self.fields)
+    def latent_fields(self) -> list[int]:
+        """Indices of the fields whose latents are in the ANS section."""
+        return [i for i, f in enumerate(self.fields)
+                if f.kind == CODED or (f.kind == BOUNDED and f.quality > 0)]
+
+    @property
+    def version(self) -> int:
+        """The format version this chunk needs: 2 unless it has bounded or exact fields."""
+        return 3 if any(f.kind in (BOUNDED, EXACT) for f in self.fields) else 2
 
 
 def _varint(n: int) -> bytes:
@@ -123,23 +159,30 @@ def pack(chunk: Chunk) -> bytes:
     """Serialise ``chunk`` (see the module docstring for the layout)."""
     f64 = np.dtype(chunk.dtype) == np.float64
     out = bytearray(MAGIC)
-    out += struct.pack("<BB4sBB", VERSION, chunk.model_id, chunk.weights_tag,
-                       (0x80 if f64 else 0) | (0x40 if chunk.fortran else 0),
-                       len(chunk.shape))
+    version = chunk.version
+    out += struct.pack("<BB4sBB", version, chunk.model_id, chunk.weights_tag,
+                       (0x80 if f64 else 0) | (0x40 if chunk.fortran else 0)
+                       | (1 if chunk.relative and version >= 3 else 0), len(chunk.shape))
     for n in chunk.shape:
         out += _varint(n)
     for f in chunk.fields:
         out.append(f.kind | (_HAS_MASK if f.has_mask else 0))
-        if f.kind == CODED:
-            if not 1 <= f.quality <= 63:
+        if f.kind in (CODED, BOUNDED):
+            if not (1 if f.kind == CODED else 0) <= f.quality <= 63:
                 raise ValueError(f"quality must be in 1..63, not {f.quality}")
             out += struct.pack("<dfB", f.mean, f.std, f.quality)
+            if f.kind == BOUNDED:
+                out += struct.pack("<dd", f.bound, f.unit)
         elif f.kind == CONSTANT:
             out += struct.pack("<d" if f64 else "<f", f.value)
     if any(f.has_mask for f in chunk.fields):
         out += _varint(len(chunk.masks)) + chunk.masks
-    if chunk.any_coded:
+    if chunk.latent_fields:
         out += _varint(len(chunk.ans)) + chunk.ans + struct.pack("<H", chunk.symbol_check)
+    if any(f.kind == BOUNDED for f in chunk.fields):
+        out += _varint(len(chunk.residual)) + chunk.residual
+    if any(f.kind == EXACT for f in chunk.fields):
+        out += _varint(len(chunk.exact)) + chunk.exact
     out += struct.pack("<I", zlib.crc32(out))
     return bytes(out)
 
@@ -174,26 +217,34 @@ def unpack(buf) -> Chunk:
     for _ in range(n_fields):
         (k,) = r.unpack("B")
         f = Field(kind=k & 0x7F, has_mask=bool(k & _HAS_MASK))
-        if f.kind == CODED:
+        if f.kind not in _KINDS[version]:
+            raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
+        if f.kind in (CODED, BOUNDED):
             f.mean, f.std = r.unpack("df")
             if not (np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0):
                 raise ValueError("cra5 chunk has an invalid field normalisation")
             (f.quality,) = r.unpack("B") if version >= 2 else (dq & 0x3F,)
-            if not 1 <= f.quality <= 63:
+            if not (1 if f.kind == CODED else 0) <= f.quality <= 63:
                 raise ValueError(f"cra5 chunk names an invalid quality level {f.quality}")
+            if f.kind == BOUNDED:
+                f.bound, f.unit = r.unpack("dd")
+                if not (np.isfinite(f.bound) and f.bound > 0 and np.isfinite(f.unit) and f.unit > 0):
+                    raise ValueError("cra5 chunk has an invalid error bound")
         elif f.kind == CONSTANT:
             (f.value,) = r.unpack("d" if f64 else "f")
-        elif f.kind != ALL_NAN:
-            raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
         fields.append(f)
-    chunk = Chunk(model_id, tag, dtype, shape, fields, bool(dq & 0x40))
+    chunk = Chunk(model_id, tag, dtype, shape, fields, bool(dq & 0x40), version >= 3 and bool(dq & 1))
     if any(f.has_mask for f in fields):
         chunk.masks = r.take(r.varint())
-    if chunk.any_coded:
+    if chunk.latent_fields:
         chunk.ans = r.take(r.varint())
         if len(chunk.ans) % 4:
             raise ValueError("cra5 chunk's entropy-coded section is not whole 32-bit words")
         (chunk.symbol_check,) = r.unpack("H")
+    if any(f.kind == BOUNDED for f in fields):
+        chunk.residual = r.take(r.varint())
+    if any(f.kind == EXACT for f in fields):
+        chunk.exact = r.take(r.varint())
     if r.pos != r.end:
         raise ValueError("cra5 chunk has trailing bytes after its sections")
     return chunk

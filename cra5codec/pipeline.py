@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from . import bitstream, entropy, weights
-from .bitstream import ALL_NAN, CODED, CONSTANT
+from .bitstream import ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT
 
 #: the network needs H and W in multiples of this (patch 8 x hyperprior stride 4)
 ALIGN = 32
@@ -39,7 +39,7 @@ def pad_field(x: np.ndarray, H: int, W: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ encode
-def _check_input(arr) -> np.ndarray:
+def check_input(arr) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.dtype not in (np.float32, np.float64):
         raise ValueError(f"cra5 compresses float32 or float64 arrays, not {arr.dtype}")
@@ -53,7 +53,7 @@ def _check_input(arr) -> np.ndarray:
     return arr
 
 
-def _describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
+def describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
     """Classify one 2-D field and find its normalisation."""
     nan = np.isnan(x)
     has_mask = bool(nan.any())
@@ -86,20 +86,20 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
     gets the cheapest quality level whose reconstruction meets its target; ``quality``
     is then ignored.
     """
-    arr = _check_input(arr)
+    arr = check_input(arr)
     h, w = arr.shape[-2:]
     flat = arr.reshape(-1, h, w)
-    infos, masks = zip(*(_describe(x) for x in flat))
+    infos, masks = zip(*(describe(x) for x in flat))
     coded = [i for i, f in enumerate(infos) if f.kind == CODED]
     fortran = arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous
     chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran)
     chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
     if coded:
-        rt = _runtime(model)
+        rt = runtime(model)
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
         H, W = padded_size(h), padded_size(w)
         mean = np.concatenate([
-            rt.posterior(pad_field(np.stack([_normalised(flat[i], infos[i]) for i in coded[s:s + BATCH]]), H, W))
+            rt.posterior(pad_field(np.stack([normalised(flat[i], infos[i]) for i in coded[s:s + BATCH]]), H, W))
             for s in range(0, len(coded), BATCH)])
         if target_rmse is None:
             quality = weights.DEFAULT_QUALITY if quality is None else quality
@@ -111,16 +111,23 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
             levels = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets, coded)
         for i, q in zip(coded, levels):
             infos[i].quality = int(q)
-        y, z_sym = _analyse(rt, mean, levels)
-        # one hyper-synthesis call over all of z, exactly as the decoder will make it
-        mu, y_table = rt.hyper(z_sym)
-        y_sym = np.round(y - mu).astype(np.int64)
-        coder = entropy.new_encoder()
-        rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
-        rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
-        chunk.ans = coder.get_compressed().astype("<u4").tobytes()
-        chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym)
+        code_latents(rt, chunk, mean, levels)
     return bitstream.pack(chunk)
+
+
+def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Quantise and entropy-code the latents of the chunk's latent fields (posterior
+    ``mean``, one level each) into ``chunk``; returns the decoder's y_hat (float64)."""
+    y, z_sym = _analyse(rt, mean, levels)
+    # one hyper-synthesis call over all of z, exactly as the decoder will make it
+    mu, y_table = rt.hyper(z_sym)
+    y_sym = np.round(y - mu).astype(np.int64)
+    coder = entropy.new_encoder()
+    rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
+    rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
+    chunk.ans = coder.get_compressed().astype("<u4").tobytes()
+    chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym)
+    return y_sym + mu
 
 
 def field_targets(target_rmse, shape) -> np.ndarray:
@@ -181,13 +188,13 @@ def _cheapest_levels(rt, mean, fields, infos, targets, index) -> np.ndarray:
     return hi
 
 
-def _runtime(name: str):
+def runtime(name: str):
     from .runtime import runtime  # torch loads here, on the first chunk that needs the network
 
     return runtime(name)
 
 
-def _normalised(x: np.ndarray, f: bitstream.Field) -> np.ndarray:
+def normalised(x: np.ndarray, f: bitstream.Field) -> np.ndarray:
     x = (x.astype(np.float64) - f.mean) / f.std
     return np.nan_to_num(x, nan=0.0).astype(np.float32)  # NaN never reaches the network
 
@@ -204,37 +211,48 @@ def decode(buf) -> np.ndarray:
     h, w = chunk.shape[-2:]
     n = len(chunk.fields)
     result = np.empty((n, h, w), dtype=chunk.dtype)
-    masks = iter(bitstream.unpack_masks(chunk.masks, sum(f.has_mask for f in chunk.fields), (h, w)))
-    coded = [i for i, f in enumerate(chunk.fields) if f.kind == CODED]
+    masks = bitstream.unpack_masks(chunk.masks, sum(f.has_mask for f in chunk.fields), (h, w))
+    mask_of = dict(zip([i for i, f in enumerate(chunk.fields) if f.has_mask], masks))
+    latent = chunk.latent_fields
+    rt, y_hat = _decode_latents(chunk, latent) if latent else (None, None)
+    coded = [j for j, i in enumerate(latent) if chunk.fields[i].kind == CODED]
     if coded:
-        _decode_coded(chunk, coded, result)
+        decoded = _reconstruct(rt, y_hat[coded], np.array([chunk.fields[latent[j]].quality for j in coded]),
+                               [chunk.fields[latent[j]] for j in coded], (h, w))
+        for j, x in zip(coded, decoded):
+            result[latent[j]] = x
+    if any(f.kind in (BOUNDED, EXACT) for f in chunk.fields):
+        from . import bounded
+
+        bounded.decode_fields(chunk, result, rt, dict(zip(latent, y_hat if latent else [])))
     for i, f in enumerate(chunk.fields):
         if f.kind == CONSTANT:
             result[i] = f.value
         elif f.kind == ALL_NAN:
             result[i] = np.nan
         if f.has_mask:
-            result[i][next(masks)] = np.nan
+            result[i][mask_of[i]] = np.nan
     result = result.reshape(chunk.shape)
     # zarr v2 arrays with order="F" hand over and expect chunks in Fortran memory order
     return np.asfortranarray(result) if chunk.fortran else result
 
 
-def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) -> None:
+def _decode_latents(chunk: bitstream.Chunk, latent: list[int]):
+    """(runtime, y_hat float64 (n, latent, h, w)) of the chunk's latent fields."""
     name = weights.model_name(chunk.model_id)
     if weights.weights_tag(name) != chunk.weights_tag:
         raise ValueError(f"this chunk was written by cra5codec model {name!r} with weights "
                          f"{chunk.weights_tag.hex()}, but the installed {name!r} weights are "
                          f"{weights.weights_tag(name).hex()}; install the cra5codec version that wrote it")
-    rt = _runtime(name)
-    levels = np.array([chunk.fields[i].quality for i in coded])
+    rt = runtime(name)
+    levels = np.array([chunk.fields[i].quality for i in latent])
     if levels.max() > rt.qualities:
         raise ValueError(f"cra5 chunk names quality {levels.max()}, which model {name!r} lacks")
     h, w = chunk.shape[-2:]
     H, W = padded_size(h), padded_size(w)
     cfg = rt.model.config
     stride = cfg["patch"] * 4
-    z_shape = (len(coded), cfg["side"], H // stride, W // stride)
+    z_shape = (len(latent), cfg["side"], H // stride, W // stride)
     try:
         coder = entropy.new_decoder(np.frombuffer(chunk.ans, dtype="<u4"))
         z_sym = rt.z_coder.decode(coder, _channel_table(z_shape)).reshape(z_shape)
@@ -248,6 +266,4 @@ def _decode_coded(chunk: bitstream.Chunk, coded: list[int], result: np.ndarray) 
         raise ValueError("cra5 chunk decoded to different symbols than were encoded: the "
                          "stream is damaged, or this machine's hyper-synthesis rounds "
                          "differently from the encoder's")
-    decoded = _reconstruct(rt, y_sym + mu, levels, [chunk.fields[i] for i in coded], (h, w))
-    for i, x in zip(coded, decoded):
-        result[i] = x
+    return rt, y_sym + mu

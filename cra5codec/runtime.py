@@ -57,7 +57,12 @@ class Runtime:
         z_pmf = tables["z_pmf"].double().numpy()
         self.z_coder = TableCoder(z_pmf, [(z_pmf.shape[1] - 1) // 2] * len(z_pmf))
         self.y_coder = TableCoder(tables["y_pmf"].double().numpy(), tables["y_ranges"].numpy())
+        # code lengths (bits) per table entry, for the bounded mode's rate estimates
+        self.z_bits = -np.log2(np.maximum(z_pmf, 1e-12))
+        self.y_bits = -np.log2(np.maximum(tables["y_pmf"].double().numpy(), 1e-12))
+        self.y_ranges = tables["y_ranges"].numpy().astype(np.int64)
         self.lock = threading.Lock()
+        self._exact = None
 
     def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z symbols (B, side, h, w) -> (mu, scale-table index) of y, on the CPU."""
@@ -92,6 +97,27 @@ class Runtime:
             _, inv_gain = self._gains(q)
             y = torch.from_numpy(y_hat.astype(np.float32)).to(self.device) * inv_gain
             return self.model.synthesise(y)[:, 0].float().cpu().numpy()
+
+    def synthesise_exact(self, y_hat: np.ndarray, q) -> np.ndarray:
+        """As :meth:`synthesise`, in float64 on the CPU: the bounded mode's predictor,
+        which encoder and decoder must compute alike (float32 kernels differ between
+        machines and thread counts in the last bits; float64 ones by ~1e-16)."""
+        with self.lock, torch.inference_mode():
+            if self._exact is None:
+                self._exact = copy.deepcopy(self.model).double().cpu()
+            m = self._exact
+            idx = torch.as_tensor(np.atleast_1d(np.asarray(q, dtype=np.int64)) - 1)
+            _, inv_gain = m.gain(idx)
+            return m.synthesise(torch.from_numpy(y_hat.astype(np.float64)) * inv_gain)[:, 0].numpy()
+
+    def latent_bits(self, y_sym: np.ndarray, y_table: np.ndarray, z_sym: np.ndarray) -> np.ndarray:
+        """Estimated code length (bits) of each field's latents (B, ...) under the tables."""
+        R = self.y_ranges[y_table]
+        y = self.y_bits[y_table, np.clip(y_sym, -R, R) + R]
+        zr = (self.z_bits.shape[1] - 1) // 2
+        ch = np.arange(z_sym.shape[1])[None, :, None, None]
+        z = self.z_bits[np.broadcast_to(ch, z_sym.shape), np.clip(z_sym, -zr, zr) + zr]
+        return y.reshape(len(y), -1).sum(axis=1) + z.reshape(len(z), -1).sum(axis=1)
 
 
 def runtime(name: str = weights.DEFAULT_MODEL) -> Runtime:

@@ -16,7 +16,7 @@ from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
 from . import pipeline
-from .codec import check_mode, mode_config
+from .codec import MODES, check_mode, encode_chunk, mode_config
 from .weights import DEFAULT_MODEL
 
 NAME = "cra5codec.cra5"
@@ -36,17 +36,25 @@ class CRA5Serializer(ArrayBytesCodec):
     target_rmse : float or sequence of float, optional
         Instead of a fixed level, the RMSE each field may have (one value, or one per
         variable along the chunk axis before lat, lon); see :class:`cra5codec.CRA5Codec`.
+    max_abs_error, max_rel_error : float or sequence of float, optional
+        Instead, a hard bound on every value's error (absolute, or as a fraction of
+        each field's range); see :class:`cra5codec.CRA5Codec`.
     """
 
     is_fixed_size = False
     quality: int | None = None
     model: str = DEFAULT_MODEL
     target_rmse: float | tuple[float, ...] | None = None
+    max_abs_error: float | tuple[float, ...] | None = None
+    max_rel_error: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
-        quality, target = check_mode(self.quality, self.target_rmse)
-        object.__setattr__(self, "quality", quality)
-        object.__setattr__(self, "target_rmse", target)
+        for k, v in check_mode(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error).items():
+            object.__setattr__(self, k, v)
+
+    @property
+    def _mode(self) -> dict:
+        return {k: getattr(self, k) for k in ("quality", *MODES)}
 
     @classmethod
     def from_dict(cls, data):
@@ -54,7 +62,7 @@ class CRA5Serializer(ArrayBytesCodec):
         return cls(**(config or {}))
 
     def to_dict(self):
-        return {"name": NAME, "configuration": {**mode_config(self.quality, self.target_rmse), "model": self.model}}
+        return {"name": NAME, "configuration": {**mode_config(self._mode), "model": self.model}}
 
     def validate(self, *, shape, dtype, chunk_grid) -> None:
         native = dtype.to_native_dtype()
@@ -73,7 +81,7 @@ class CRA5Serializer(ArrayBytesCodec):
 
     async def _encode_single(self, chunk_array, chunk_spec):
         arr = np.ascontiguousarray(chunk_array.as_numpy_array())
-        data = await asyncio.to_thread(pipeline.encode, arr, self.quality, self.model, self.target_rmse)
+        data = await asyncio.to_thread(encode_chunk, arr, self.model, **self._mode)
         return chunk_spec.prototype.buffer.from_bytes(data)
 
     def compute_encoded_size(self, input_byte_length, _chunk_spec):

@@ -1,0 +1,236 @@
+"""The error-bounded modes: every decoded value within ``max_abs_error`` (or
+``max_rel_error`` x the field's range) of the original, at every non-NaN point.
+
+Per field, the values go onto a fixed integer grid, ``x ~ mean + u * m`` with the unit
+``u = 2 * bound / K``; :mod:`cra5codec.residual` chooses each integer ``m`` as its
+prediction plus a multiple of ``K``, so ``|x - (mean + u * m)| <= bound``. The network
+only *predicts*: its reconstruction, rounded onto the same grid, is the ``base`` the
+residual coder interpolates around, pass by pass where that codes smaller. So
+
+* the bound never depends on the network: a useless prediction costs bits, not
+  accuracy, and the encoder drops the network for a field (quality 0) when the plain
+  interpolation codes smaller than prediction plus latents;
+* decoded values depend only on the integers ``m`` and two float64 header numbers,
+  computed with exactly rounded float64 operations, so encoder and decoder agree to the
+  bit. The prediction is computed in float64 (:meth:`Runtime.synthesise_exact`) so that
+  the two sides' rounding onto the grid agrees; a CRC-32 of every ``m`` catches the
+  astronomically rare machine where it would not;
+* the unit leaves room for the rounding of ``mean + u * m`` to the chunk's dtype, and
+  the encoder checks every decoded value: a point the rounding would still push past
+  its bound is stored verbatim (an *exception*). A bound finer than the data's own
+  precision stores the field exactly (zlib of the raw values).
+
+The chunk layout is in :mod:`cra5codec.bitstream`.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+from . import bitstream, pipeline, residual, weights
+from .bitstream import BOUNDED, CODED, EXACT, _Reader, _varint
+
+#: grid sub-units per quantisation step (the prediction's rounding costs ~1/(12 K^2))
+K = 64
+#: the most grid units a field may span (int64 arithmetic stays exact far beyond)
+MAX_UNITS = 2.0 ** 50
+
+
+def field_bounds(bound, shape) -> np.ndarray:
+    """One requested bound per field: a single value, or one per variable (axis -3)."""
+    return pipeline.field_targets(bound, shape)
+
+
+def unit_for(bound: float, valid: np.ndarray, mean: float, dtype) -> float | None:
+    """The grid unit u for an absolute ``bound`` on these values, or None when the bound
+    is too fine for the data's precision (the field is then stored exactly)."""
+    top = float(np.abs(valid).max()) + bound
+    # decoding computes mean + u * m in float64 (error ~ 2 ulp64) and rounds to dtype
+    slack = float(np.spacing(np.asarray(top, dtype=dtype))) / 2 + 4 * float(np.spacing(abs(mean) + top))
+    effective = bound - slack
+    if effective < bound / 2:
+        return None
+    u = 2 * effective / K
+    if (float(valid.max()) - float(valid.min())) / u > MAX_UNITS:
+        return None
+    return u
+
+
+def encode(arr, bound, relative: bool = False, quality: int | None = None,
+           model: str = weights.DEFAULT_MODEL) -> bytes:
+    """Compress ``arr`` (..., lat, lon) so every value is within its field's bound.
+
+    Parameters
+    ----------
+    bound : float or sequence of float
+        The bound, one for all fields or one per variable (axis -3): absolute, or with
+        ``relative`` a fraction of each field's value range (max - min).
+    quality : int, optional
+        The network level that predicts (0: none); by default each field gets the
+        level (or none) that makes it smallest.
+    """
+    arr = pipeline.check_input(arr)
+    h, w = arr.shape[-2:]
+    flat = arr.reshape(-1, h, w)
+    infos, masks = zip(*(pipeline.describe(x) for x in flat))
+    fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
+    chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran, relative)
+    chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
+    requested = field_bounds(bound, arr.shape)
+    fields, absolute, exact = [], [], []
+    for i, f in enumerate(infos):
+        if f.kind != CODED:
+            continue
+        valid = flat[i][~np.isnan(flat[i])].astype(np.float64)
+        b = requested[i] * (valid.max() - valid.min()) if relative else requested[i]
+        u = unit_for(b, valid, f.mean, arr.dtype)
+        if u is None:
+            f.kind = EXACT
+            exact.append(i)
+        else:
+            f.kind, f.bound, f.unit = BOUNDED, float(requested[i]), u
+            fields.append(i)
+            absolute.append(b)
+    if fields:
+        _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model)
+    if exact:
+        chunk.exact = zlib.compress(b"".join(np.ascontiguousarray(flat[i]).tobytes() for i in exact), 6)
+    return bitstream.pack(chunk)
+
+
+def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
+    infos = [chunk.fields[i] for i in fields]
+    t = [(flat[i].astype(np.float64) - f.mean) / f.unit for i, f in zip(fields, infos)]
+    levels, rt = np.zeros(len(fields), int), None
+    if quality != 0:
+        rt = pipeline.runtime(model)
+        H, W = pipeline.padded_size(flat.shape[1]), pipeline.padded_size(flat.shape[2])
+        post = np.concatenate([
+            rt.posterior(pipeline.pad_field(np.stack([pipeline.normalised(flat[i], f) for i, f in
+                                                      zip(fields[s:s + pipeline.BATCH], infos[s:s + pipeline.BATCH])]), H, W))
+            for s in range(0, len(fields), pipeline.BATCH)])
+        if quality is None:
+            levels = _best_levels(rt, post, t, infos)
+        else:
+            if not 1 <= quality <= rt.qualities:
+                raise ValueError(f"quality must be in 0..{rt.qualities} for model {model!r}, not {quality}")
+            levels[:] = quality
+    bases = [np.zeros(x.shape, np.int64) for x in t]
+    net = np.flatnonzero(levels > 0)
+    if net.size:
+        chunk.model_id, chunk.weights_tag = rt.id, rt.tag
+        for j in net:
+            infos[j].quality = int(levels[j])
+        y_hat = pipeline.code_latents(rt, chunk, post[net], levels[net])
+        for j, base in zip(net, _bases(rt, y_hat, levels[net], [infos[j] for j in net], t[0].shape)):
+            bases[j] = base
+    out, crc, exceptions = bytearray(), 0, []
+    for j, (i, f) in enumerate(zip(fields, infos)):
+        data, m = residual.encode_field(t[j], bases[j], K)
+        out += _varint(len(data)) + data
+        crc = zlib.crc32(m.tobytes(), crc)
+        x = flat[i]
+        x_hat = (f.mean + f.unit * m).astype(x.dtype)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(np.abs(x_hat.astype(np.float64) - x.astype(np.float64)) > bounds[j])
+        exceptions += [(j, int(k), x.flat[k]) for k in bad]
+    out += _varint(len(exceptions))
+    for j, k, v in exceptions:
+        out += _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes()
+    chunk.residual = bytes(out) + struct.pack("<I", crc)
+
+
+def _bases(rt, y_hat, levels, infos, shape):
+    """The network's prediction of each field, on its grid (int64), computed in float64."""
+    h, w = shape
+    for s in range(0, len(y_hat), pipeline.BATCH):
+        pred = rt.synthesise_exact(y_hat[s:s + pipeline.BATCH], levels[s:s + pipeline.BATCH])[:, :h, :w]
+        for p, f in zip(pred, infos[s:s + pipeline.BATCH]):
+            yield np.rint(np.clip(p * (f.std / f.unit), -MAX_UNITS, MAX_UNITS)).astype(np.int64)
+
+
+def _best_levels(rt, post, t, infos) -> np.ndarray:
+    """Per field, the level (0 = no network) with the smallest estimated size: levels
+    are tried upwards while they keep getting cheaper (size is unimodal in level)."""
+    n = len(t)
+    best = np.array([residual.encode_field(x, np.zeros(x.shape, np.int64), K, estimate=True) for x in t])
+    level, last = np.zeros(n, int), best.copy()
+    active = np.arange(n)
+    for q in range(1, rt.qualities + 1):
+        if not active.size:
+            break
+        levels = np.full(active.size, q)
+        y, z = pipeline._analyse(rt, post[active], levels)
+        mu, table = rt.hyper(z)
+        y_sym = np.round(y - mu).astype(np.int64)
+        bits = rt.latent_bits(y_sym, table, z)
+        # float32 synthesis is close enough for an estimate
+        pred = np.concatenate([rt.synthesise(y_sym[s:s + pipeline.BATCH] + mu[s:s + pipeline.BATCH], q)
+                               for s in range(0, active.size, pipeline.BATCH)])
+        h, w = t[0].shape
+        keep = []
+        for a, j in enumerate(active):
+            f = infos[j]
+            base = np.rint(np.clip(pred[a, :h, :w].astype(np.float64) * (f.std / f.unit), -MAX_UNITS, MAX_UNITS))
+            cost = bits[a] + residual.encode_field(t[j], base.astype(np.int64), K, estimate=True)
+            if cost < best[j]:
+                best[j], level[j] = cost, q
+            if cost < last[j]:
+                keep.append(j)
+            last[j] = cost
+        active = np.array(keep, dtype=int)
+    return level
+
+
+def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -> None:
+    """Fill the bounded and exact fields of ``result`` (n, h, w) from ``chunk``; ``y_hat``
+    maps latent field index -> its decoded latents (float64)."""
+    h, w = chunk.shape[-2:]
+    fields = [i for i, f in enumerate(chunk.fields) if f.kind == BOUNDED]
+    if fields:
+        r = _Reader(chunk.residual, len(chunk.residual) - 4)
+        if r.end < 0:
+            raise ValueError("cra5 residual section is truncated")
+        coded = [r.take(r.varint()) for _ in fields]
+        exceptions = []
+        for _ in range(r.varint()):
+            j, k = r.varint(), r.varint()
+            (v,) = np.frombuffer(r.take(chunk.dtype.itemsize), dtype=chunk.dtype)
+            if j >= len(fields) or k >= h * w:
+                raise ValueError("cra5 residual section has an exception outside its fields")
+            exceptions.append((j, k, v))
+        if r.pos != r.end:
+            raise ValueError("cra5 residual section has trailing bytes")
+        (crc_want,) = struct.unpack("<I", chunk.residual[-4:])
+        net = [i for i in fields if chunk.fields[i].quality > 0]
+        bases = {i: np.zeros((h, w), np.int64) for i in fields}
+        if net:
+            infos = [chunk.fields[i] for i in net]
+            for i, base in zip(net, _bases(rt, np.stack([y_hat[i] for i in net]),
+                                            np.array([f.quality for f in infos]), infos, (h, w))):
+                bases[i] = base
+        crc = 0
+        for i, data in zip(fields, coded):
+            f = chunk.fields[i]
+            m = residual.decode_field(data, bases[i], K)
+            crc = zlib.crc32(m.tobytes(), crc)
+            result[i] = (f.mean + f.unit * m).astype(chunk.dtype)
+        if crc != crc_want:
+            raise ValueError("cra5 chunk's bounded fields decoded to different values than were "
+                             "encoded: the data is damaged, or this machine's network prediction "
+                             "differs from the encoder's")
+        for j, k, v in exceptions:
+            result[fields[j]].flat[k] = v
+    exact = [i for i, f in enumerate(chunk.fields) if f.kind == EXACT]
+    if exact:
+        try:
+            raw = zlib.decompress(chunk.exact)
+        except zlib.error as e:
+            raise ValueError(f"cra5 chunk's exact section is corrupted: {e}") from None
+        if len(raw) != len(exact) * h * w * chunk.dtype.itemsize:
+            raise ValueError("cra5 chunk's exact section has the wrong size")
+        values = np.frombuffer(raw, dtype=chunk.dtype).reshape(len(exact), h, w)
+        for i, v in zip(exact, values):
+            result[i] = v

@@ -1,0 +1,68 @@
+"""``xarray_encoding``: cra5 settings for every variable of a Dataset, by variable name."""
+from __future__ import annotations
+
+from .codec import MODES, CRA5Codec
+from .weights import DEFAULT_MODEL
+
+
+def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, quality=None,
+                    chunks="field", **mode) -> dict:
+    """The ``encoding`` argument of ``Dataset.to_zarr`` that compresses every float
+    variable with two or more dimensions (..., lat, lon) with cra5.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    zarr_format : {2, 3}
+        Format 2 puts a :class:`CRA5Codec` in ``compressors``; format 3 a
+        :class:`CRA5Serializer` in ``serializer``.
+    quality, target_rmse, max_abs_error, max_rel_error
+        As :class:`CRA5Codec`; each may also be a dict ``{variable name: value}``, e.g.
+        ``max_abs_error={"t2m": 0.5, "msl": 20.0}``; a variable missing from such a dict
+        is left to zarr's default compression.
+    chunks : "field" or None
+        "field" (default): one (lat, lon) field per chunk; None: xarray's choice.
+
+    Notes
+    -----
+    A Dataset read from a format-3 store keeps its source's codecs in each variable's
+    ``encoding``, which a format-2 write refuses: call ``ds.drop_encoding()`` first.
+
+    Examples
+    --------
+    >>> ds.to_zarr("out.zarr", encoding=xarray_encoding(ds, max_abs_error={"t2m": 0.5, "msl": 20}))
+    """
+    unknown = set(mode) - set(MODES)
+    if unknown:
+        raise TypeError(f"unknown cra5 setting(s) {sorted(unknown)}; expected {MODES}")
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
+    settings = {"quality": quality, **mode}
+    names = [n for n, v in ds.data_vars.items() if v.dtype.kind == "f" and v.ndim >= 2]
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            missing = set(value) - set(ds.data_vars)
+            if missing:
+                raise ValueError(f"{key} names variables the dataset lacks: {sorted(missing)}")
+    encoding = {}
+    for name in names:
+        kwargs = {}
+        for key, value in settings.items():
+            if isinstance(value, dict):
+                if name not in value:
+                    break
+                value = value[name]
+            kwargs[key] = value
+        else:
+            enc = {}
+            if zarr_format == 2:
+                enc["compressors"] = CRA5Codec(model=model, **kwargs)
+            else:
+                from .zarr3 import CRA5Serializer
+
+                enc.update(serializer=CRA5Serializer(model=model, **kwargs), compressors=None)
+            if chunks == "field":
+                var = ds[name]
+                enc["chunks"] = (1,) * (var.ndim - 2) + var.shape[-2:]
+            encoding[name] = enc
+    return encoding

@@ -1,0 +1,327 @@
+"""Quantisation and coding of one field in the error-bounded mode.
+
+:mod:`cra5codec.bounded` hands over a field ``t`` in grid units (``K`` units per
+quantisation step of 2 x bound) and an integer ``base``, the network's prediction on
+the same grid (or zeros). Each point is reconstructed as ``m = p + K * q``: a
+prediction ``p`` plus a multiple of K, the symbol ``q = round((t - p) / K)``, so
+``|t - m| <= K / 2`` -- the bound -- whatever the prediction. The symbols are coded:
+
+* **Hierarchical interpolation** (as SZ3 does): after one anchor, passes from coarse to
+  fine each predict the points halfway between those already reconstructed, along
+  latitude and then longitude (wrapping round the globe when the grid allows). Per pass
+  the encoder keeps whichever codes smallest of: no interpolation, linear or cubic,
+  each either of the values or of their difference from ``base`` (added back). A
+  network prediction thus helps only where it codes smaller, and never costs accuracy.
+* **A context-adaptive Laplace**: each symbol is coded under a discretised Laplace of
+  scale ``a + b * c``, where ``c`` is the mean ``|q|`` of the two points it was
+  interpolated from, so quiet regions cost almost nothing (a zero at the smallest
+  scale costs about 1e-4 bit) and busy ones get wide tables. ``a, b`` are fitted per
+  pass and sent as float16. The scale picks one of :data:`SCALES` fixed tables.
+* Symbols too large for the tables are split: the high part is modelled, the low
+  ``shift`` bits are sent raw.
+
+All prediction is integer arithmetic, so encoder and decoder agree exactly.
+
+Layout of one coded grid (:func:`encode_grid`): per pass of :func:`plan`, in order, a
+flags byte (bits 0-1: interpolation 0 none, 1 linear, 2 cubic; bit 2: interpolate the
+difference from the network's prediction and add that back; bit 7: every error of the
+pass is zero and nothing else follows for it), then, unless zero, the shift (1 byte)
+and ``a``, ``b`` (float16 each, little-endian); then the ANS words (uint32) of every
+pass: its high parts, then its raw low bits in 16-bit pieces.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import struct
+
+import numpy as np
+
+from .entropy import TableCoder, _cs, _normalise, new_decoder, new_encoder
+
+#: the Laplace scales of the fixed tables (log-spaced)
+SCALES = np.exp(np.linspace(math.log(0.02), math.log(1024.0), 64))
+#: the modelled high part of an error stays below 2**HIGH_BITS in magnitude
+HIGH_BITS = 12
+NONE, LINEAR, CUBIC = 0, 1, 2
+_BASE, _ZERO = 0x04, 0x80
+#: multipliers tried when fitting a pass's scale (the code length is flat near the best)
+_MULTIPLIERS = np.exp(np.linspace(math.log(0.35), math.log(3.0), 10))
+
+
+@functools.lru_cache(maxsize=32)
+def plan(h: int, w: int, periodic: bool = True) -> tuple:
+    """The passes over an (h, w) grid: ``(targets, neighbours)`` per pass, flat indices;
+    neighbours are (n, 4) -- far-before, before, after, far-after along the pass's axis,
+    -1 where not yet known. The first pass is the anchor, point (0, 0)."""
+    S = 1
+    while S < max(h, w):
+        S *= 2
+    passes = [(np.zeros(1, np.int64), np.full((1, 4), -1, np.int64))]
+    rows, cols = np.arange(h), np.arange(w)
+    s = S
+    while s >= 2:
+        half = s // 2
+        for axis in (0, 1):
+            if axis == 0:  # new rows between known rows, on known columns
+                r, c, n, along = rows[half::s], cols[::s], h, 0
+            else:  # new columns between known columns, on every row known so far
+                r, c, n, along = rows[::half], cols[half::s], w, 1
+            if not (r.size and c.size):
+                continue
+            R, C = np.meshgrid(r, c, indexing="ij")
+            pos = (R if along == 0 else C).ravel()
+            wrap = periodic and along == 1 and w % s == 0
+            nb = np.empty((pos.size, 4), np.int64)
+            for j, off in enumerate((-3 * half, -half, half, 3 * half)):
+                p = pos + off
+                ok = (p >= 0) & (p < n)
+                if wrap:
+                    p, ok = p % n, np.ones_like(ok)
+                flat = p * w + C.ravel() if along == 0 else R.ravel() * w + p
+                nb[:, j] = np.where(ok, flat, -1)
+            passes.append(((R * w + C).ravel(), nb))
+        s = half
+    return tuple(passes)
+
+
+def _predict(v: np.ndarray, nb: np.ndarray, mode: int) -> np.ndarray:
+    """Integer prediction of a pass's targets from known values ``v`` (flat int64)."""
+    if mode == NONE:
+        return np.zeros(len(nb), np.int64)
+    have = nb >= 0
+    g = v[np.maximum(nb, 0)]
+    # linear between the two nearest, or a copy of the one before at an edge
+    p = np.where(have[:, 2], (g[:, 1] + g[:, 2] + 1) // 2, g[:, 1])
+    if mode == CUBIC:
+        four = have.all(axis=1)
+        p = np.where(four, (-g[:, 0] + 9 * g[:, 1] + 9 * g[:, 2] - g[:, 3] + 8) // 16, p)
+    return p
+
+
+def _context(d: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """Mean |d| of the two nearest known neighbours (0 for the anchor)."""
+    g = np.abs(d[np.maximum(nb[:, 1:3], 0)]).astype(np.float64)
+    have = nb[:, 1:3] >= 0
+    n = have.sum(axis=1)
+    return np.where(n > 0, (g * have).sum(axis=1) / np.maximum(n, 1), 0.0)
+
+
+def _laplace_bits(d: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Code length (bits) of integers ``d`` under discretised Laplaces of ``scale``."""
+    a = np.abs(d)
+    inv = 1.0 / scale
+    with np.errstate(over="ignore", divide="ignore"):
+        p0 = -np.expm1(-0.5 * inv)
+        pk = 0.5 * np.exp(-(a - 0.5) * inv) * -np.expm1(-inv)
+        p = np.where(a == 0, p0, pk)
+    return -np.log2(np.maximum(p, 2.0 ** -40))
+
+
+def _shift(d: np.ndarray) -> int:
+    m = int(np.abs(d).max()) if d.size else 0
+    return max(0, m.bit_length() - HIGH_BITS)
+
+
+def _fit(d: np.ndarray, c: np.ndarray, sh: int) -> tuple[float, float, float]:
+    """(a, b, bits): float16 scale parameters for errors ``d`` in context ``c``, and the
+    estimated code length of the pass under them (raw low bits included)."""
+    hi = d >> sh
+    ad = np.abs(hi).astype(np.float64)  # a, b are fitted in units of the high part
+    if c.size > 2 and np.ptp(c) > 0:
+        A = np.stack([np.ones_like(c), c / 2.0 ** sh], axis=1)
+        (a0, b0), *_ = np.linalg.lstsq(A, ad, rcond=None)
+        b0 = max(b0, 0.0)
+        a0 = max(a0, 0.0) if b0 > 0 else float(ad.mean())
+    else:
+        a0, b0 = float(ad.mean()), 0.0
+    best = None
+    mag = np.minimum(np.abs(hi), 2 ** HIGH_BITS)
+    for m in _MULTIPLIERS:
+        with np.errstate(over="ignore"):
+            a, b = float(np.float16(m * a0)), float(np.float16(m * b0))
+        if not (np.isfinite(a) and np.isfinite(b)):
+            continue
+        bits = _table_bits()[table_index(a, b, c, sh), mag].sum()
+        if best is None or bits < best[2]:
+            best = (a, b, bits)
+    if best is None:  # beyond float16: the widest table
+        best = (65504.0, 0.0, _table_bits()[len(SCALES) - 1, mag].sum())
+    a, b, bits = best
+    return a, b, bits + sh * d.size + 48  # + the pass header
+
+
+def table_index(a: float, b: float, c: np.ndarray, sh: int) -> np.ndarray:
+    """The table each symbol's high part is coded with: the smallest scale >=
+    a + b c / 2**sh (the decoder computes exactly this from integers and float16
+    parameters)."""
+    return np.minimum(np.searchsorted(SCALES, a + b * (c / 2.0 ** sh)), len(SCALES) - 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _table_bits() -> np.ndarray:
+    """Code length of |v| = 0 .. 2**HIGH_BITS under each table (sign included), for
+    estimates; beyond a table's range, the escape's cost."""
+    tc = _coder()
+    out = np.empty((len(SCALES), 2 ** HIGH_BITS + 1))
+    for k, (p, R) in enumerate(zip(tc.pmfs, tc.ranges)):
+        bits = -np.log2(p[R:2 * R + 1])  # |v| = 0 .. R
+        n = min(R, 2 ** HIGH_BITS)
+        out[k, :n + 1] = bits[:n + 1]
+        out[k, n:] = np.maximum(out[k, n:], bits[n] + (10.0 if n == R else 0.0))  # escapes
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _coder() -> TableCoder:
+    ranges = np.ceil(SCALES * 8).astype(np.int64) + 2
+    ranges = np.minimum(ranges, 2 ** HIGH_BITS + 1)
+    pmf = np.zeros((len(SCALES), 2 * int(ranges.max()) + 1))
+    for k, (s, R) in enumerate(zip(SCALES, ranges)):
+        x = np.arange(-R, R + 1)
+        p = _laplace_bits(x, np.full(x.shape, s))
+        p = 2.0 ** -p
+        p[0] = p[-1] = max(0.0, 1 - p[1:-1].sum()) / 2  # the ends hold the tails (escapes)
+        pmf[k, : 2 * R + 1] = _normalise(p)
+    tc = TableCoder(pmf, ranges)
+    tc.pmfs = [p[: 2 * R + 1] for p, R in zip(pmf, ranges)]
+    return tc
+
+
+def _quantise(t: np.ndarray, p: np.ndarray, K: int) -> np.ndarray:
+    """Symbols q = round((t - p) / K): 0 where t is NaN (a masked point)."""
+    q = np.rint((t - p) / K)
+    return np.where(np.isnan(q), 0, q).astype(np.int64)
+
+
+def _choose(t, base, m, q, tgt, nb, K: int):
+    """Best prediction for one pass: (flags, prediction, symbols, shift, a, b, bits)."""
+    c = _context(q, nb)
+    best = None
+    modes = (NONE,) if nb[0, 1] < 0 and len(tgt) == 1 else (NONE, LINEAR, CUBIC)
+    for flags in [mode | with_base for with_base in ((0, _BASE) if base.any() else (0,)) for mode in modes]:
+        p = _prediction(m, base, tgt, nb, flags)
+        e = _quantise(t[tgt], p, K)
+        if not e.any():
+            return flags, p, e, 0, 0.0, 0.0, 8.0
+        sh = _shift(e)
+        a, b, bits = _fit(e, c, sh)
+        if best is None or bits < best[6]:
+            best = (flags, p, e, sh, a, b, bits)
+    return best
+
+
+def _prediction(m, base, tgt, nb, flags: int) -> np.ndarray:
+    """A pass's prediction: interpolation of what is known, either of ``m`` itself or
+    of its difference from the network's ``base`` (then added back)."""
+    if flags & _BASE:
+        return base[tgt] + _predict(m - base, nb, flags & 3)
+    return _predict(m, nb, flags & 3)
+
+
+def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
+                 estimate: bool = False):
+    """Quantise and code one field.
+
+    Parameters
+    ----------
+    t : ndarray (h, w) float64
+        The field in units of step / K (NaN where masked).
+    base : ndarray (h, w) int64
+        The prediction the interpolation refines (the network's, or zeros), same units.
+    K : int
+        Sub-units per quantisation step: reconstructions are ``m = p + K * q`` for
+        predictions ``p`` and symbols ``q``, so ``|t - m| <= K / 2``.
+    estimate : bool
+        Return only the estimated code length in bits, without coding.
+
+    Returns
+    -------
+    (bytes, m) : the coded field and its reconstruction (int64, same units), or the
+    estimated bits if ``estimate``.
+    """
+    h, w = t.shape
+    t, base = t.ravel(), np.ascontiguousarray(base, dtype=np.int64).ravel()
+    m, q = np.zeros(h * w, np.int64), np.zeros(h * w, np.int64)
+    header, pushes, total = bytearray(), [], 0.0
+    for tgt, nb in plan(h, w, periodic):
+        flags, p, e, sh, a, b, bits = _choose(t, base, m, q, tgt, nb, K)
+        m[tgt], q[tgt] = p + K * e, e
+        total += bits
+        if estimate:
+            continue
+        if not e.any():
+            header.append(flags | _ZERO)
+            continue
+        header += struct.pack("<BBee", flags, sh, a, b)
+        table = table_index(a, b, _context(q, nb), sh)
+        pushes.append((e >> sh, table, e - ((e >> sh) << sh), sh))
+    if estimate:
+        return total
+    coder = new_encoder()
+    tc = _coder()
+    for hi, table, lo, sh in reversed(pushes):
+        _push_raw(coder, lo, sh)
+        tc.encode(coder, hi, table)
+    return bytes(header) + coder.get_compressed().astype("<u4").tobytes(), m.reshape(h, w)
+
+
+def decode_field(data: bytes, base: np.ndarray, K: int, periodic: bool = True) -> np.ndarray:
+    """Inverse of :func:`encode_field`: the reconstruction ``m``; raises ``ValueError``
+    on damaged data."""
+    h, w = base.shape
+    base = np.ascontiguousarray(base, dtype=np.int64).ravel()
+    m, q = np.zeros(h * w, np.int64), np.zeros(h * w, np.int64)
+    pos, heads = 0, []
+    passes = plan(h, w, periodic)
+    for _ in passes:
+        if pos >= len(data):
+            raise ValueError("cra5 residual section is truncated")
+        flags = data[pos]
+        if flags & 3 > CUBIC or flags & 0x78:
+            raise ValueError("cra5 residual section has an unknown prediction mode")
+        if flags & _ZERO:
+            heads.append((flags & 0x7F, None))
+            pos += 1
+            continue
+        if pos + 6 > len(data):
+            raise ValueError("cra5 residual section is truncated")
+        flags, sh, a, b = struct.unpack_from("<BBee", data, pos)
+        if not (np.isfinite(a) and np.isfinite(b)) or sh > 62:
+            raise ValueError("cra5 residual section has invalid scale parameters")
+        heads.append((flags, (sh, float(a), float(b))))
+        pos += 6
+    words = data[pos:]
+    if len(words) % 4:
+        raise ValueError("cra5 residual section is not whole 32-bit words")
+    coder = new_decoder(np.frombuffer(words, dtype="<u4"))
+    tc = _coder()
+    try:
+        for (tgt, nb), (flags, par) in zip(passes, heads):
+            p = _prediction(m, base, tgt, nb, flags)
+            if par is None:
+                e = np.zeros(len(tgt), np.int64)
+            else:
+                sh, a, b = par
+                table = table_index(a, b, _context(q, nb), sh)
+                e = (tc.decode(coder, table) << sh) + _pop_raw(coder, len(tgt), sh)
+            m[tgt], q[tgt] = p + K * e, e
+    except ValueError:
+        raise
+    except Exception as exc:  # constriction reports exhausted or invalid streams this way
+        raise ValueError(f"cra5 residual section is invalid: {exc}") from None
+    return m.reshape(h, w)
+
+
+# Raw low bits, least significant 16-bit piece first on decode.
+def _push_raw(coder, lo: np.ndarray, sh: int) -> None:
+    pieces = [(lo >> s) & ((1 << min(16, sh - s)) - 1) for s in range(0, sh, 16)]
+    for s, piece in reversed(list(zip(range(0, sh, 16), pieces))):
+        coder.encode_reverse(piece.astype(np.int32), _cs().stream.model.Uniform(1 << min(16, sh - s)))
+
+
+def _pop_raw(coder, n: int, sh: int) -> np.ndarray:
+    lo = np.zeros(n, np.int64)
+    for s in range(0, sh, 16):
+        lo |= coder.decode(_cs().stream.model.Uniform(1 << min(16, sh - s)), n).astype(np.int64) << s
+    return lo
