@@ -7,10 +7,12 @@ the first chunk that needs them.
 from __future__ import annotations
 
 from .codec import CRA5Codec
+from .encoding import xarray_encoding
 from .pipeline import TargetNotMetWarning
 from .weights import DEFAULT_MODEL, DEFAULT_QUALITY, available_qualities
 
-__all__ = ["CRA5Codec", "CRA5Serializer", "TargetNotMetWarning", "available_qualities", "DEFAULT_MODEL", "DEFAULT_QUALITY", "__version__"]
+__all__ = ["CRA5Codec", "CRA5Serializer", "TargetNotMetWarning", "available_qualities", "xarray_encoding",
+           "DEFAULT_MODEL", "DEFAULT_QUALITY", "__version__"]
 __version__ = "0.1.0"
 
 

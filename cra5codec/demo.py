@@ -13,26 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from . import data, metrics
+from .encoding import xarray_encoding
 from .weights import DEFAULT_QUALITY
-
-
-def zarr_encoding(ds, quality: int = DEFAULT_QUALITY, zarr_format: int = 3, model: str | None = None) -> dict:
-    """xarray ``to_zarr`` encoding that compresses every (lat, lon) variable of ``ds``
-    with cra5, one chunk per 2-D field."""
-    from .codec import CRA5Codec
-    from .weights import DEFAULT_MODEL
-    from .zarr3 import CRA5Serializer
-
-    model = model or DEFAULT_MODEL
-    enc = {}
-    for v in data.data_variables(ds):
-        lat, lon = data.lat_lon_names(ds[v])
-        chunks = tuple(ds.sizes[d] if d in (lat, lon) else 1 for d in ds[v].dims)
-        if zarr_format == 2:
-            enc[v] = {"chunks": chunks, "compressors": CRA5Codec(quality, model), "filters": None}
-        else:
-            enc[v] = {"chunks": chunks, "serializer": CRA5Serializer(quality, model), "compressors": None}
-    return enc
 
 
 def stored_bytes(store: str | Path, variable: str) -> int:
@@ -76,7 +58,7 @@ def roundtrip(src=None, out="cra5-demo.zarr", quality: int = DEFAULT_QUALITY, za
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
     ds = data.sample_dataset() if src is None else data.open_dataset(src)
     ds = prepare(ds, variables, shape)
-    ds.to_zarr(out, mode="w", encoding=zarr_encoding(ds, quality, zarr_format),
+    ds.to_zarr(out, mode="w", encoding=xarray_encoding(ds, zarr_format, quality=quality),
                zarr_format=zarr_format, consolidated=False)
     back = xr.open_zarr(out, consolidated=False)
     rows = []

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from .codec import MODES, CRA5Codec
+from .data import data_variables, lat_lon_names
 from .weights import DEFAULT_MODEL
 
 
 def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, quality=None,
                     chunks="field", **mode) -> dict:
     """The ``encoding`` argument of ``Dataset.to_zarr`` that compresses every float
-    variable with two or more dimensions (..., lat, lon) with cra5.
+    variable with latitude and longitude dimensions with cra5.
 
     Parameters
     ----------
@@ -38,7 +39,7 @@ def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, qualit
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
     settings = {"quality": quality, **mode}
-    names = [n for n, v in ds.data_vars.items() if v.dtype.kind == "f" and v.ndim >= 2]
+    names = [n for n in data_variables(ds) if ds[n].dtype.kind == "f"]
     for key, value in settings.items():
         if isinstance(value, dict):
             missing = set(value) - set(ds.data_vars)
@@ -56,13 +57,13 @@ def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, qualit
         else:
             enc = {}
             if zarr_format == 2:
-                enc["compressors"] = CRA5Codec(model=model, **kwargs)
+                enc.update(compressors=CRA5Codec(model=model, **kwargs), filters=None)
             else:
                 from .zarr3 import CRA5Serializer
 
                 enc.update(serializer=CRA5Serializer(model=model, **kwargs), compressors=None)
             if chunks == "field":
-                var = ds[name]
-                enc["chunks"] = (1,) * (var.ndim - 2) + var.shape[-2:]
+                lat, lon = lat_lon_names(ds[name])
+                enc["chunks"] = tuple(ds.sizes[d] if d in (lat, lon) else 1 for d in ds[name].dims)
             encoding[name] = enc
     return encoding

@@ -47,6 +47,7 @@ NONE, LINEAR, CUBIC = 0, 1, 2
 _BASE, _ZERO = 0x04, 0x80
 #: multipliers tried when fitting a pass's scale (the code length is flat near the best)
 _MULTIPLIERS = np.exp(np.linspace(math.log(0.35), math.log(3.0), 10))
+_QUICK = (0.7, 1.4)
 
 
 @functools.lru_cache(maxsize=32)
@@ -123,7 +124,7 @@ def _shift(d: np.ndarray) -> int:
     return max(0, m.bit_length() - HIGH_BITS)
 
 
-def _fit(d: np.ndarray, c: np.ndarray, sh: int) -> tuple[float, float, float]:
+def _fit(d: np.ndarray, c: np.ndarray, sh: int, multipliers=None) -> tuple[float, float, float]:
     """(a, b, bits): float16 scale parameters for errors ``d`` in context ``c``, and the
     estimated code length of the pass under them (raw low bits included)."""
     hi = d >> sh
@@ -137,7 +138,7 @@ def _fit(d: np.ndarray, c: np.ndarray, sh: int) -> tuple[float, float, float]:
         a0, b0 = float(ad.mean()), 0.0
     best = None
     mag = np.minimum(np.abs(hi), 2 ** HIGH_BITS)
-    for m in _MULTIPLIERS:
+    for m in _MULTIPLIERS if multipliers is None else multipliers:
         with np.errstate(over="ignore"):
             a, b = float(np.float16(m * a0)), float(np.float16(m * b0))
         if not (np.isfinite(a) and np.isfinite(b)):
@@ -205,10 +206,11 @@ def _choose(t, base, m, q, tgt, nb, K: int):
         if not e.any():
             return flags, p, e, 0, 0.0, 0.0, 8.0
         sh = _shift(e)
-        a, b, bits = _fit(e, c, sh)
-        if best is None or bits < best[6]:
-            best = (flags, p, e, sh, a, b, bits)
-    return best
+        _, _, bits = _fit(e, c, sh, _QUICK)  # a rough fit ranks the candidates
+        if best is None or bits < best[3]:
+            best = (flags, p, e, bits, sh)
+    flags, p, e, _, sh = best
+    return (flags, p, e, sh, *_fit(e, c, sh))
 
 
 def _prediction(m, base, tgt, nb, flags: int) -> np.ndarray:

@@ -282,3 +282,15 @@ def test_bound_always_holds_with_the_network(case):
         warnings.simplefilter("ignore", RuntimeWarning)
         err = max_error(x, y)
     assert (np.isnan(err) | (err <= b)).all()
+
+
+def test_network_predicts_where_it_pays(era5_regridded):
+    t2m = era5_regridded[0, :1]
+    # loose bound (10 % of the range): the network's level-1 prediction codes smaller
+    loose = CRA5Codec(max_rel_error=0.1).encode(t2m)
+    assert unpack(loose).fields[0].quality >= 1
+    assert len(loose) < 0.8 * len(CRA5Codec(max_rel_error=0.1, quality=0).encode(t2m))
+    # wherever it is chosen or not, the choice is no bigger than going without it
+    for rel in (1e-2, 1e-3):
+        auto = len(CRA5Codec(max_rel_error=rel).encode(t2m))
+        assert auto <= 1.01 * len(CRA5Codec(max_rel_error=rel, quality=0).encode(t2m))

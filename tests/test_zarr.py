@@ -9,7 +9,7 @@ import xarray as xr
 import zarr
 
 from cra5codec import CRA5Codec, CRA5Serializer, DEFAULT_MODEL, DEFAULT_QUALITY
-from cra5codec.demo import zarr_encoding
+from cra5codec import xarray_encoding
 from helpers import ERA5_BOUNDS, ERA5_VARS, rel_rmse, run_python
 
 CHUNKS = (1, 5, 128, 256)
@@ -201,9 +201,9 @@ def test_xarray_zarr3(tmp_path, era5_two_steps):
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
-def test_demo_zarr_encoding_helper(tmp_path, era5_two_steps, zarr_format):
+def test_xarray_encoding_helper(tmp_path, era5_two_steps, zarr_format):
     ds = era5_two_steps[["t2m", "msl"]]
-    enc = zarr_encoding(ds, quality=2, zarr_format=zarr_format)
+    enc = xarray_encoding(ds, zarr_format, quality=2)
     assert set(enc) == {"t2m", "msl"} and enc["t2m"]["chunks"] == (1, 181, 360)
     ds.to_zarr(tmp_path / "h.zarr", zarr_format=zarr_format, encoding=enc, consolidated=False)
     back = xr.open_zarr(tmp_path / "h.zarr", consolidated=False)
