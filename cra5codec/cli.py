@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .weights import DEFAULT_LAMBDAS, DEFAULT_QUALITY
+from .weights import DEFAULT_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY
 
 
 def _train(args) -> int:
@@ -48,6 +48,89 @@ def _export(args) -> int:
               file=sys.stderr)
         return 2
     print(f"weights: {export(args.checkpoint, args.out)}")
+    return 0
+
+
+def _setting(values, flag):
+    """A mode setting from the command line: one number, or NAME=NUMBER per variable."""
+    if values is None:
+        return None
+    named = [v for v in values if "=" in v]
+    try:
+        if named:
+            if len(named) != len(values):
+                raise ValueError
+            return {k: float(x) for k, x in (v.split("=", 1) for v in values)}
+        if len(values) != 1:
+            raise ValueError
+        return float(values[0])
+    except ValueError:
+        raise SystemExit(f"cra5codec: {flag} takes one number, or NAME=NUMBER per variable "
+                         f"(e.g. {flag} t2m=0.5 msl=20), not {' '.join(values)!r}") from None
+
+
+def _pairs(values, flag, convert):
+    out = []
+    for v in values or []:
+        if "=" not in v:
+            raise SystemExit(f"cra5codec: {flag} takes DIM=VALUE, not {v!r}")
+        k, x = v.split("=", 1)
+        out.append((k, *convert(x)))
+    return tuple(out)
+
+
+def _options(text):
+    return json.loads(text) if text else {}
+
+
+def _compress(args) -> int:
+    from .archive import Job, compress, freeze
+
+    shape = None if args.regrid == "none" else tuple(int(n) for n in args.regrid.lower().split("x"))
+    opts = _options(args.storage_options)
+    codec = freeze(model=args.model, quality=args.quality, target_rmse=_setting(args.target_rmse, "--target-rmse"),
+                   max_abs_error=_setting(args.max_abs_error, "--max-abs-error"),
+                   max_rel_error=_setting(args.max_rel_error, "--max-rel-error"))
+    from .codec import check_mode
+
+    check_mode(**{k: (v if not isinstance(v, tuple) else 1.0) for k, v in codec if k != "model"})
+    job = Job(source=args.source, dest=args.dest, codec=codec,
+              variables=tuple(args.variables) if args.variables else None, regrid=shape,
+              chunks=_pairs(args.chunks, "--chunks", lambda x: (int(x),)),
+              isel=_pairs(args.isel, "--isel", lambda x: tuple(int(n) if n else None for n in x.split(":"))),
+              zarr_format=args.zarr_format, storage_options=tuple(sorted(opts.items())))
+    out = compress(job, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
+                   progress=not args.quiet)
+    print(f"{args.source} -> {args.dest}: {out['written']} blocks written, {out['skipped']} already there, "
+          f"{out['seconds']:.1f} s")
+    return 0
+
+
+def _decompress(args) -> int:
+    from .archive import decompress
+
+    decompress(args.source, args.dest, args.zarr_format, _options(args.storage_options), progress=not args.quiet,
+               allow_incomplete=args.allow_incomplete)
+    print(f"{args.source} -> {args.dest} (plain Zarr format {args.zarr_format})")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, format_rows
+
+    rows = evaluate(args.original, args.compressed, _options(args.storage_options), args.plots,
+                    progress=not args.quiet)
+    print(format_rows(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+def _info(args) -> int:
+    from .evaluate import info
+
+    print(json.dumps(info(args.path, _options(args.storage_options)), indent=1, default=str))
     return 0
 
 
@@ -111,8 +194,86 @@ def main(argv=None) -> int:
     e.add_argument("--overwrite", action="store_true", help="replace an existing file")
     e.set_defaults(func=_export)
 
+    _archive_commands(sub)
     args = p.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"cra5codec {args.command}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        from .archive import BlockError
+
+        if isinstance(e, BlockError):
+            print(f"cra5codec {args.command}: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _archive_commands(sub) -> None:
+    opts = {"help": "fsspec storage options as JSON for URLs (s3://, gs://, memory://), e.g. "
+                    "'{\"endpoint_url\": \"http://127.0.0.1:9000\"}'"}
+    c = sub.add_parser(
+        "compress", help="compress a dataset (Zarr, netCDF, GRIB, a glob of files) into a cra5 Zarr store",
+        description="Compress SOURCE into a new Zarr store DEST whose arrays use the cra5 codec, one (lat, lon) "
+                    "field per chunk unless --chunks says otherwise. Coordinates and attributes are copied; the "
+                    "store's 'cra5codec' attribute records the codec settings, the model's SHA-256 and the source. "
+                    "Runs on a Dask LocalCluster (or --scheduler). Rerunning the same command after a failure or a "
+                    "kill skips the chunks already written; the store is marked complete only at the end.")
+    c.add_argument("source", help="anything xarray opens (a URL must be a Zarr store)")
+    c.add_argument("dest", help="Zarr store to write: a path or an fsspec URL")
+    c.add_argument("--variables", nargs="+", help="variables to compress (default: all with lat/lon)")
+    mode = c.add_mutually_exclusive_group()
+    mode.add_argument("--quality", type=int, help=f"quality level, 1 = smallest output (default {DEFAULT_QUALITY}; "
+                      "with an error bound: the predicting level, 0 = none)")
+    mode.add_argument("--target-rmse", nargs="+", metavar="V", help="RMSE per field: one number or NAME=V each")
+    bound = c.add_mutually_exclusive_group()
+    bound.add_argument("--max-abs-error", nargs="+", metavar="V",
+                       help="hard bound on every value's error: one number or NAME=V each (e.g. t2m=0.5 msl=20)")
+    bound.add_argument("--max-rel-error", nargs="+", metavar="V", help="as --max-abs-error, as a fraction of "
+                       "each field's range")
+    c.add_argument("--model", default=DEFAULT_MODEL, help="shipped model (default: %(default)s)")
+    c.add_argument("--regrid", default="none", help="regrid global fields to LATxLON, e.g. 128x256 (default: none)")
+    c.add_argument("--chunks", nargs="+", metavar="DIM=N", help="rechunk on the way, e.g. time=4 (default: one field "
+                   "per chunk)")
+    c.add_argument("--isel", nargs="+", metavar="DIM=START:STOP", help="compress only part of the source, e.g. time=0:24")
+    c.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="local Dask worker processes (default: one per core; 0: run in "
+                       "this process, needed for memory:// stores)")
+    where.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    c.add_argument("--storage-options", **opts)
+    c.add_argument("--overwrite", action="store_true", help="replace DEST if it holds anything else")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_compress)
+
+    d = sub.add_parser("decompress", help="decode a cra5 store into a plain Zarr store",
+                       description="Write SOURCE's arrays decoded (float32/float64, zarr's default compression) to DEST, "
+                                   "with the same coordinates, attributes and chunks.")
+    d.add_argument("source")
+    d.add_argument("dest")
+    d.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
+    d.add_argument("--allow-incomplete", action="store_true", help="decode a store whose compress run did not finish")
+    d.add_argument("--storage-options", **opts)
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=_decompress)
+
+    e = sub.add_parser("evaluate", help="what a cra5 store lost: ratio, RMSE, lat-weighted RMSE, max error",
+                       description="Compare COMPRESSED (written by 'cra5codec compress') with ORIGINAL, prepared as the "
+                                   "store records (variables, selection, regridding), block by block. Prints a table; "
+                                   "--json and --plots write the numbers and one PNG map per variable.")
+    e.add_argument("original")
+    e.add_argument("compressed")
+    e.add_argument("--json", help="write the rows as JSON here")
+    e.add_argument("--plots", help="folder for PNG maps (original, decoded, error) of each variable's first field")
+    e.add_argument("--storage-options", **opts)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_evaluate)
+
+    i = sub.add_parser("info", help="what is in a cra5 store or chunk file (header fields, codecs, sizes)")
+    i.add_argument("path", help="a Zarr store, or one chunk file")
+    i.add_argument("--storage-options", **opts)
+    i.set_defaults(func=_info)
 
 
 if __name__ == "__main__":

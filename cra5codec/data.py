@@ -22,10 +22,15 @@ _LAT_NAMES = ("latitude", "lat")
 _LON_NAMES = ("longitude", "lon")
 
 
-def open_dataset(path):
-    """Open a Zarr store, netCDF or GRIB file (or a list / glob of them) with xarray."""
+def open_dataset(path, storage_options: dict | None = None):
+    """Open a Zarr store, netCDF or GRIB file (or a list / glob of them) with xarray.
+
+    A URL (``s3://``, ``gs://``, ``memory://`` ...) must be a Zarr store; its fsspec
+    ``storage_options`` (e.g. ``{"endpoint_url": ...}``) are passed on."""
     import xarray as xr
 
+    if "://" in str(path) and not str(path).startswith("file://"):
+        return xr.open_zarr(store_for(str(path), storage_options), consolidated=None)
     if isinstance(path, (list, tuple)) or any(ch in str(path) for ch in "*?["):
         paths = list(path) if isinstance(path, (list, tuple)) else sorted(glob.glob(str(path)))
         if not paths:
@@ -37,6 +42,16 @@ def open_dataset(path):
     if p.endswith((".grib", ".grb", ".grib2", ".grb2")):
         return xr.open_dataset(p, engine="cfgrib", backend_kwargs={"indexpath": ""})
     return xr.open_dataset(p)
+
+
+def store_for(path: str, storage_options: dict | None = None):
+    """What zarr and xarray take for ``path``: the path itself, or for a URL an fsspec
+    store carrying ``storage_options``."""
+    if "://" not in path or path.startswith("file://"):
+        return path.removeprefix("file://")
+    from zarr.storage import FsspecStore
+
+    return FsspecStore.from_url(path, storage_options=storage_options or {}, read_only=False)
 
 
 def lat_lon_names(da) -> tuple[str, str]:

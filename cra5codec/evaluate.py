@@ -1,0 +1,166 @@
+"""``cra5codec evaluate`` (what a compressed store lost) and ``cra5codec info`` (what is
+inside a store or a single chunk)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import bitstream, data, metrics, weights
+from .archive import ATTR, Job, blocks, prepared, _region
+
+_META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+
+def stored_bytes(dest: str, name: str, storage_options: dict | None = None) -> int:
+    """Bytes of the chunks of array ``name`` in the store at ``dest`` (metadata excluded)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(dest, **(storage_options or {}))
+    files = fs.find(f"{root.rstrip('/')}/{name}", detail=True)
+    return sum(int(f["size"]) for p, f in files.items() if p.rsplit("/", 1)[-1] not in _META)
+
+
+class _Errors:
+    """Running sums for RMSE, latitude-weighted RMSE and max abs error."""
+
+    def __init__(self, lat):
+        self.w = metrics.latitude_weights(lat)[:, None]
+        self.n = self.sq = self.wsq = self.wsum = self.max = 0.0
+
+    def add(self, x, x_hat):
+        x, x_hat = np.asarray(x, np.float64), np.asarray(x_hat, np.float64)
+        valid = ~np.isnan(x)
+        if np.isnan(x_hat[valid]).any():
+            raise ValueError("the compressed store has NaN where the original has values")
+        d = np.where(valid, x_hat - x, 0.0)
+        w = np.broadcast_to(self.w, d.shape) * valid
+        self.n += valid.sum()
+        self.sq += (d ** 2).sum()
+        self.wsq += (w * d ** 2).sum()
+        self.wsum += w.sum()
+        self.max = max(self.max, float(np.abs(d).max()))
+
+    def result(self) -> dict:
+        return {"rmse": float(np.sqrt(self.sq / self.n)), "lat_weighted_rmse": float(np.sqrt(self.wsq / self.wsum)),
+                "max_abs_error": self.max}
+
+
+def evaluate(original: str, compressed: str, storage_options: dict | None = None, plots: str | None = None,
+             progress: bool = True) -> list[dict]:
+    """Per variable of ``compressed`` (a cra5codec store): ratio against float32 bytes,
+    RMSE, latitude-weighted RMSE and max abs error against ``original``, prepared the
+    way the store records (variables, selection, regridding). Block by block, so
+    archives larger than memory work. With ``plots``, one PNG map per variable."""
+    import xarray as xr
+    from tqdm.auto import tqdm
+
+    comp = xr.open_zarr(data.store_for(compressed, storage_options), consolidated=None)
+    prov = comp.attrs.get(ATTR)
+    if not prov:
+        raise ValueError(f"{compressed} has no {ATTR} provenance; was it written by 'cra5codec compress'?")
+    job = Job(source=original, dest=compressed, variables=tuple(prov["variables"]) if prov.get("variables") else None,
+              regrid=tuple(prov["regrid"]) if prov.get("regrid") else None,
+              chunks=tuple(sorted(prov.get("chunks", {}).items())), isel=tuple(tuple(s) for s in prov.get("isel", [])),
+              storage_options=tuple(sorted((storage_options or {}).items())))
+    orig = prepared(job)
+    rows = []
+    for name in comp.data_vars:
+        if name not in orig:
+            raise ValueError(f"{original} lacks variable {name!r} of the compressed store")
+        da, dc = orig[name], comp[name]
+        if da.shape != dc.shape:
+            raise ValueError(f"{name}: the original prepared as recorded is {da.shape}, the store holds {dc.shape}")
+        lat, _ = data.lat_lon_names(da)
+        acc = _Errors(da[lat].values)
+        for v, i in tqdm([b for b in blocks(job) if b[0] == name], desc=f"evaluate {name}", disable=not progress):
+            region = _region(da, i)
+            acc.add(da[region].values, dc[region].values)
+        row = {"variable": name, "units": da.attrs.get("units", ""), "values": int(da.size),
+               "stored_bytes": stored_bytes(compressed, name, storage_options),
+               **acc.result()}
+        row["ratio"] = metrics.ratio(row["values"], row["stored_bytes"])
+        rows.append(row)
+        if plots:
+            _plot(da, dc, Path(plots) / f"{name}.png")
+    return rows
+
+
+def _plot(da, dc, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = {d: 0 for d in da.dims[:-2]}
+    x, y = da.isel(first).values, dc.isel(first).values
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(1, 3, figsize=(15, 3.6), constrained_layout=True)
+    lo, hi = np.nanpercentile(x, [1, 99])
+    for a, img, title in ((ax[0], x, "original"), (ax[1], y, "cra5codec")):
+        im = a.imshow(img, vmin=lo, vmax=hi, cmap="viridis")
+        a.set_title(f"{da.name} {title}")
+        fig.colorbar(im, ax=a, shrink=0.8)
+    err = y.astype(np.float64) - x
+    m = np.nanmax(np.abs(err)) or 1.0
+    im = ax[2].imshow(err, vmin=-m, vmax=m, cmap="RdBu_r")
+    ax[2].set_title(f"error ({da.attrs.get('units', '')})")
+    fig.colorbar(im, ax=ax[2], shrink=0.8)
+    for a in ax:
+        a.set_xticks([]), a.set_yticks([])
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = ["| variable | units | ratio (vs float32) | RMSE | lat-weighted RMSE | max abs error |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['variable']} | {r['units']} | {r['ratio']:.1f}x | {r['rmse']:.4g} | "
+                     f"{r['lat_weighted_rmse']:.4g} | {r['max_abs_error']:.4g} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- info
+def info(path: str, storage_options: dict | None = None) -> dict:
+    """What is in a cra5codec store, or in one chunk file."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    if fs.isfile(root):
+        return {"chunk": path, **chunk_info(fs.cat_file(root))}
+    import zarr
+
+    g = zarr.open_group(data.store_for(path, storage_options), mode="r")
+    arrays = []
+    for name, arr in sorted(g.arrays()):
+        meta = arr.metadata.to_dict()
+        codecs = meta.get("codecs") or [meta.get("compressor")]
+        n = stored_bytes(path, name, storage_options)
+        arrays.append({"name": name, "shape": list(arr.shape), "chunks": list(arr.chunks), "dtype": str(arr.dtype),
+                       "codecs": codecs, "stored_bytes": n,
+                       "ratio_vs_float32": metrics.ratio(int(np.prod(arr.shape)), n) if n else None})
+    return {"store": path, "zarr_format": g.metadata.zarr_format, ATTR: dict(g.attrs).get(ATTR), "arrays": arrays}
+
+
+def chunk_info(buf: bytes) -> dict:
+    """The header of one cra5 chunk, as plain data."""
+    ch = bitstream.unpack(buf)
+    kinds = {bitstream.CODED: "coded", bitstream.CONSTANT: "constant", bitstream.ALL_NAN: "all NaN",
+             bitstream.BOUNDED: "bounded", bitstream.EXACT: "exact"}
+    fields = []
+    for f in ch.fields:
+        d = {"kind": kinds[f.kind], "nan_mask": f.has_mask}
+        if f.kind in (bitstream.CODED, bitstream.BOUNDED):
+            d.update(mean=f.mean, std=f.std, quality=f.quality)
+        if f.kind == bitstream.BOUNDED:
+            d.update({("max_rel_error" if ch.relative else "max_abs_error"): f.bound, "unit": f.unit})
+        if f.kind == bitstream.CONSTANT:
+            d["value"] = f.value
+        fields.append(d)
+    model = weights.model_name(ch.model_id) if ch.latent_fields else None
+    return {"bytes": len(buf), "format_version": ch.version, "model": model, "weights_tag": ch.weights_tag.hex(),
+            "dtype": str(ch.dtype), "shape": list(ch.shape), "order": "F" if ch.fortran else "C",
+            "ratio_vs_float32": metrics.ratio(int(np.prod(ch.shape)), len(buf)),
+            "sections": {"masks": len(ch.masks), "latents": len(ch.ans), "residual": len(ch.residual),
+                         "exact": len(ch.exact)}, "fields": fields}
