@@ -128,6 +128,8 @@ def _where(da, i: int) -> str:
     dim = da.dims[0]
     sl = _region(da, i)[0]
     vals = da[dim].values[sl] if dim in da.coords else np.arange(sl.start, sl.stop)
+    if np.issubdtype(vals.dtype, np.datetime64):
+        vals = np.datetime_as_string(vals, unit="s")
     span = f"{vals[0]}" if len(vals) == 1 else f"{vals[0]} .. {vals[-1]}"
     return f"{da.name} at {dim}={span} (index {sl.start}:{sl.stop})"
 
