@@ -219,3 +219,37 @@ def test_s3_destination_via_a_local_s3_server(data_dir, store, s3_endpoint, tmp_
     assert all(r["ratio"] > 5 for r in rows)
     assert main(["decompress", url, str(tmp_path / "back.zarr"), "--storage-options", opts, "--quiet"]) == 0
     assert info(url, {"endpoint_url": s3_endpoint})["cra5codec"]["complete"]
+
+
+def test_a_killed_run_resumes_to_the_same_store(store, data_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    dest = tmp_path / "killed.zarr"
+    cmd = [sys.executable, "-m", "cra5codec.cli", "compress", str(data_dir / "era5_1deg_week.zarr"), str(dest),
+           "--isel", "time=0:3", "--regrid", "128x256", "--quiet", "--max-abs-error", *BOUNDS, "--workers", "0",
+           "--zarr-format", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(chunk_files(dest) if dest.exists() else {}) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if len(chunk_files(dest)) == 15:
+        pytest.skip("the run finished before it could be killed")
+    assert zarr.open_group(dest).attrs["cra5codec"]["complete"] is False
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert chunk_files(dest) == chunk_files(store)
+    assert zarr.open_group(dest).attrs["cra5codec"]["complete"] is True
+
+
+def test_scheduler_address(store, data_dir, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dest = tmp_path / "sched.zarr"
+        assert compress(data_dir, dest, "--max-abs-error", *BOUNDS, "--scheduler", cluster.scheduler_address,
+                        "--zarr-format", "2") == 0
+    assert chunk_files(dest) == chunk_files(store)
