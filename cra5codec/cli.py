@@ -91,9 +91,13 @@ def _compress(args) -> int:
     codec = freeze(model=args.model, quality=args.quality, target_rmse=_setting(args.target_rmse, "--target-rmse"),
                    max_abs_error=_setting(args.max_abs_error, "--max-abs-error"),
                    max_rel_error=_setting(args.max_rel_error, "--max-rel-error"))
+    from .archive import thaw
     from .codec import check_mode
 
-    check_mode(**{k: (v if not isinstance(v, tuple) else 1.0) for k, v in codec if k != "model"})
+    settings = {k: v for k, v in thaw(codec).items() if k != "model"}
+    names = {n for v in settings.values() if isinstance(v, dict) for n in v} or {None}
+    for n in names:  # every variable's settings are checked before any work starts
+        check_mode(**{k: (v.get(n) if isinstance(v, dict) else v) for k, v in settings.items()})
     job = Job(source=args.source, dest=args.dest, codec=codec,
               variables=tuple(args.variables) if args.variables else None, regrid=shape,
               chunks=_pairs(args.chunks, "--chunks", lambda x: (int(x),)),

@@ -253,3 +253,11 @@ def test_scheduler_address(store, data_dir, tmp_path):
         assert compress(data_dir, dest, "--max-abs-error", *BOUNDS, "--scheduler", cluster.scheduler_address,
                         "--zarr-format", "2") == 0
     assert chunk_files(dest) == chunk_files(store)
+
+
+def test_bad_settings_fail_before_any_work(data_dir, tmp_path, capsys):
+    dest = tmp_path / "never.zarr"
+    assert compress(data_dir, dest, "--max-abs-error", "t2m=-1", "msl=20", "--workers", "0") == 1
+    assert "positive" in capsys.readouterr().err and not dest.exists()
+    with pytest.raises(SystemExit):
+        compress(data_dir, dest, "--max-abs-error", "t2m", "--workers", "0")
