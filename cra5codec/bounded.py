@@ -162,9 +162,7 @@ def _best_levels(rt, post, t, infos) -> np.ndarray:
         if not active.size:
             break
         levels = np.full(active.size, q)
-        y, z = pipeline._analyse(rt, post[active], levels)
-        mu, table = rt.hyper(z)
-        y_sym = np.round(y - mu).astype(np.int64)
+        y_sym, mu, table, z = pipeline.quantise_latents(rt, post[active], levels)
         bits = rt.latent_bits(y_sym, table, z)
         # float32 synthesis is close enough for an estimate
         pred = np.concatenate([rt.synthesise(y_sym[s:s + pipeline.BATCH] + mu[s:s + pipeline.BATCH], q)

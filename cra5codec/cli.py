@@ -22,15 +22,22 @@ def _train(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import format_table, roundtrip
+    from .demo import roundtrip
 
     shape = None if args.regrid == "none" else tuple(int(n) for n in args.regrid.lower().split("x"))
     rows = roundtrip(args.source, args.out, args.quality, args.zarr_format, shape, args.variables, args.overwrite)
     src = args.source or "the shipped ERA5 sample (2026-03-25 00Z)"
     print(f"{src} -> {args.out} (Zarr format {args.zarr_format}, quality {args.quality})\n")
-    print(format_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
+    return _report(rows, args.json)
+
+
+def _report(rows: list[dict], json_path: str | None) -> int:
+    """Print per-variable rows as a table, and write them as JSON if asked."""
+    from .metrics import table
+
+    print(table(rows))
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(rows, f, indent=1)
     return 0
 
@@ -120,15 +127,11 @@ def _decompress(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate, format_rows
+    from .evaluate import evaluate
 
     rows = evaluate(args.original, args.compressed, _options(args.storage_options), args.plots,
                     progress=not args.quiet)
-    print(format_rows(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-    return 0
+    return _report(rows, args.json)
 
 
 def _info(args) -> int:

@@ -7,23 +7,14 @@ latitude-weighted RMSE and the maximum absolute error.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from . import data, metrics
 from .encoding import xarray_encoding
+from .evaluate import stored_bytes
 from .weights import DEFAULT_QUALITY
-
-
-def stored_bytes(store: str | Path, variable: str) -> int:
-    """Bytes of the chunks of ``variable`` in a local Zarr store (metadata excluded)."""
-    meta = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
-    total = 0
-    for root, _, files in os.walk(Path(store) / variable):
-        total += sum(os.path.getsize(Path(root, f)) for f in files if f not in meta)
-    return total
 
 
 def prepare(ds, variables=None, shape=data.TARGET_SHAPE):
@@ -66,17 +57,7 @@ def roundtrip(src=None, out="cra5-demo.zarr", quality: int = DEFAULT_QUALITY, za
         x, x_hat = ds[v].values, back[v].values
         lat_name, _ = data.lat_lon_names(ds[v])
         row = {"variable": v, "units": ds[v].attrs.get("units", ""), "fields": int(x.size // x.shape[-1] // x.shape[-2]),
-               "ratio": metrics.ratio(x.size, stored_bytes(out, v))}
+               "ratio": metrics.ratio(x.size, stored_bytes(str(out), v))}
         row.update(metrics.errors(x, x_hat, ds[v][lat_name].values))
         rows.append(row)
     return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """A Markdown table of :func:`roundtrip` rows."""
-    lines = ["| variable | units | fields | ratio (vs float32) | RMSE | lat-weighted RMSE | max abs error |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['variable']} | {r['units']} | {r['fields']} | {r['ratio']:.1f}x | {r['rmse']:.4g} | "
-                     f"{r['lat_weighted_rmse']:.4g} | {r['max_abs_error']:.4g} |")
-    return "\n".join(lines)

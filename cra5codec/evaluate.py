@@ -112,15 +112,6 @@ def _plot(da, dc, path: Path) -> None:
     plt.close(fig)
 
 
-def format_rows(rows: list[dict]) -> str:
-    lines = ["| variable | units | ratio (vs float32) | RMSE | lat-weighted RMSE | max abs error |",
-             "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['variable']} | {r['units']} | {r['ratio']:.1f}x | {r['rmse']:.4g} | "
-                     f"{r['lat_weighted_rmse']:.4g} | {r['max_abs_error']:.4g} |")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------- info
 def info(path: str, storage_options: dict | None = None) -> dict:
     """What is in a cra5codec store, or in one chunk file."""

@@ -30,3 +30,15 @@ def errors(x: np.ndarray, x_hat: np.ndarray, lat: np.ndarray | None = None) -> d
 def ratio(n_values: int, n_bytes: int) -> float:
     """Compression ratio against float32 bytes."""
     return 4.0 * n_values / n_bytes
+
+
+def table(rows: list[dict]) -> str:
+    """A Markdown table of per-variable report rows (demo, evaluate); a "fields" column
+    when the rows count them."""
+    fields = bool(rows) and "fields" in rows[0]
+    lines = ["| variable | units | " + ("fields | " if fields else "") + "ratio (vs float32) | RMSE | "
+             "lat-weighted RMSE | max abs error |", "|---|---|" + ("---:|" if fields else "") + "---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['variable']} | {r['units']} | " + (f"{r['fields']} | " if fields else "")
+                     + f"{r['ratio']:.1f}x | {r['rmse']:.4g} | {r['lat_weighted_rmse']:.4g} | {r['max_abs_error']:.4g} |")
+    return "\n".join(lines)

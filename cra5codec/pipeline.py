@@ -118,10 +118,7 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
 def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Quantise and entropy-code the latents of the chunk's latent fields (posterior
     ``mean``, one level each) into ``chunk``; returns the decoder's y_hat (float64)."""
-    y, z_sym = _analyse(rt, mean, levels)
-    # one hyper-synthesis call over all of z, exactly as the decoder will make it
-    mu, y_table = rt.hyper(z_sym)
-    y_sym = np.round(y - mu).astype(np.int64)
+    y_sym, mu, y_table, z_sym = quantise_latents(rt, mean, levels)
     coder = entropy.new_encoder()
     rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
     rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
@@ -143,16 +140,20 @@ def field_targets(target_rmse, shape) -> np.ndarray:
     return np.tile(t, n // t.size)
 
 
-def _analyse(rt, mean: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quantise_latents(rt, mean: np.ndarray, levels: np.ndarray):
+    """Posterior means at ``levels`` -> (y symbols, mu, y table indices, z symbols), as
+    the decoder will see them: z from the analysis (BATCH fields at a time), then one
+    hyper-synthesis call over all of z, exactly as the decoder makes it."""
     parts = [rt.analyse(mean[s:s + BATCH], levels[s:s + BATCH]) for s in range(0, len(mean), BATCH)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    y, z_sym = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    mu, y_table = rt.hyper(z_sym)
+    return np.round(y - mu).astype(np.int64), mu, y_table, z_sym
 
 
 def _rmse_at(rt, mean, fields, infos, levels) -> np.ndarray:
     """The RMSE each field would be decoded with at ``levels`` (one per field)."""
-    y, z = _analyse(rt, mean, levels)
-    mu, _ = rt.hyper(z)
-    x_hat = _reconstruct(rt, np.round(y - mu) + mu, levels, infos, fields[0].shape)
+    y_sym, mu, _, _ = quantise_latents(rt, mean, levels)
+    x_hat = _reconstruct(rt, y_sym + mu, levels, infos, fields[0].shape)
     return np.array([np.sqrt(np.nanmean((xh - x) ** 2)) for xh, x in zip(x_hat, fields)])
 
 

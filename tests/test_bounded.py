@@ -5,9 +5,7 @@ original, for float32 and float64, on random and on every real field we have.
 """
 from __future__ import annotations
 
-import struct
 import warnings
-import zlib
 
 import numcodecs
 import numpy as np
@@ -21,7 +19,6 @@ from cra5codec import CRA5Codec, CRA5Serializer, bitstream, pipeline, residual
 from cra5codec.bitstream import BOUNDED, CONSTANT, EXACT, unpack
 from cra5codec.encoding import xarray_encoding
 
-from helpers import ERA5_VARS
 
 
 def max_error(x, y) -> np.ndarray:
