@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import time
@@ -47,6 +48,16 @@ class Job:
     @property
     def options(self) -> dict:
         return dict(self.storage_options)
+
+    @classmethod
+    def from_provenance(cls, prov: dict, source: str, dest: str, storage_options: dict | None = None) -> "Job":
+        """The preparation a store records (variables, regrid, chunks, selection), applied
+        to ``source``: how ``evaluate`` reads the original as the store holds it."""
+        return cls(source=source, dest=dest, variables=tuple(prov["variables"]) if prov.get("variables") else None,
+                   regrid=tuple(prov["regrid"]) if prov.get("regrid") else None,
+                   chunks=tuple(sorted(prov.get("chunks", {}).items())),
+                   isel=tuple(tuple(s) for s in prov.get("isel", [])),
+                   storage_options=tuple(sorted((storage_options or {}).items())))
 
     def provenance(self) -> dict:
         """What the store records of the job; a resumed run must match it."""
@@ -139,10 +150,10 @@ def _store(job: Job):
     return data.store_for(job.dest, job.options)
 
 
-def _open_array(job: Job, name: str, mode: str = "r+"):
+def _open_array(job: Job, name: str):
     import zarr
 
-    return zarr.open_array(_store(job), path=name, mode=mode)
+    return zarr.open_array(_store(job), path=name, mode="r+")
 
 
 def _chunk_keys(arr, region) -> list[str]:
@@ -151,16 +162,14 @@ def _chunk_keys(arr, region) -> list[str]:
     for sl, n, c in zip(region, arr.shape, arr.chunks):
         start, stop = sl.start or 0, n if sl.stop is None else sl.stop
         ranges.append(range(start // c, -(-stop // c)))
-    import itertools
-
     return [arr.metadata.encode_chunk_key(idx) for idx in itertools.product(*ranges)]
 
 
-def block_done(job: Job, name: str, i: int) -> bool:
-    """True when every chunk of block i of ``name`` exists and is a sound cra5 chunk."""
+def block_done(job: Job, arr, i: int) -> bool:
+    """True when every chunk of block i of array ``arr`` exists and is a sound cra5 chunk."""
     import fsspec
 
-    arr = _open_array(job, name, "r")
+    name = arr.basename
     fs, root = fsspec.core.url_to_fs(job.dest, **job.options)
     for key in _chunk_keys(arr, _region(prepared(job)[name], i)):
         try:
@@ -175,11 +184,11 @@ def write_block(job: Job, name: str, i: int) -> str:
     _set_threads(job.threads)
     da = prepared(job)[name]
     try:
-        if block_done(job, name, i):
+        arr = _open_array(job, name)
+        if block_done(job, arr, i):
             return "skipped"
         region = _region(da, i)
-        values = np.asarray(da[region].values)
-        _open_array(job, name)[region] = values
+        arr[region] = np.asarray(da[region].values)
     except Exception as e:
         raise BlockError(f"{_where(da, i)}: {type(e).__name__}: {e}") from e
     return "written"

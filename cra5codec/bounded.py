@@ -106,11 +106,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
     levels, rt = np.zeros(len(fields), int), None
     if quality != 0:
         rt = pipeline.runtime(model)
-        H, W = pipeline.padded_size(flat.shape[1]), pipeline.padded_size(flat.shape[2])
-        post = np.concatenate([
-            rt.posterior(pipeline.pad_field(np.stack([pipeline.normalised(flat[i], f) for i, f in
-                                                      zip(fields[s:s + pipeline.BATCH], infos[s:s + pipeline.BATCH])]), H, W))
-            for s in range(0, len(fields), pipeline.BATCH)])
+        post = pipeline.posterior_means(rt, flat, fields, chunk.fields)
         if quality is None:
             levels = _best_levels(rt, post, t, infos)
         else:

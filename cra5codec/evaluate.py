@@ -59,10 +59,7 @@ def evaluate(original: str, compressed: str, storage_options: dict | None = None
     prov = comp.attrs.get(ATTR)
     if not prov:
         raise ValueError(f"{compressed} has no {ATTR} provenance; was it written by 'cra5codec compress'?")
-    job = Job(source=original, dest=compressed, variables=tuple(prov["variables"]) if prov.get("variables") else None,
-              regrid=tuple(prov["regrid"]) if prov.get("regrid") else None,
-              chunks=tuple(sorted(prov.get("chunks", {}).items())), isel=tuple(tuple(s) for s in prov.get("isel", [])),
-              storage_options=tuple(sorted((storage_options or {}).items())))
+    job = Job.from_provenance(prov, original, compressed, storage_options)
     orig = prepared(job)
     rows = []
     for name in comp.data_vars:

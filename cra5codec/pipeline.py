@@ -97,10 +97,7 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
     if coded:
         rt = runtime(model)
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
-        H, W = padded_size(h), padded_size(w)
-        mean = np.concatenate([
-            rt.posterior(pad_field(np.stack([normalised(flat[i], infos[i]) for i in coded[s:s + BATCH]]), H, W))
-            for s in range(0, len(coded), BATCH)])
+        mean = posterior_means(rt, flat, coded, infos)
         if target_rmse is None:
             quality = weights.DEFAULT_QUALITY if quality is None else quality
             if not 1 <= quality <= rt.qualities:
@@ -113,6 +110,15 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
             infos[i].quality = int(q)
         code_latents(rt, chunk, mean, levels)
     return bitstream.pack(chunk)
+
+
+def posterior_means(rt, flat: np.ndarray, index, infos) -> np.ndarray:
+    """The posterior mean of y for fields ``flat[index]`` (normalised by ``infos``,
+    indexed like ``flat``, and padded), BATCH fields per network call."""
+    H, W = padded_size(flat.shape[1]), padded_size(flat.shape[2])
+    return np.concatenate([
+        rt.posterior(pad_field(np.stack([normalised(flat[i], infos[i]) for i in index[s:s + BATCH]]), H, W))
+        for s in range(0, len(index), BATCH)])
 
 
 def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:

@@ -56,11 +56,11 @@ class Runtime:
         self.h_s = copy.deepcopy(self.model.h_s).double().cpu()
         z_pmf = tables["z_pmf"].double().numpy()
         self.z_coder = TableCoder(z_pmf, [(z_pmf.shape[1] - 1) // 2] * len(z_pmf))
-        self.y_coder = TableCoder(tables["y_pmf"].double().numpy(), tables["y_ranges"].numpy())
+        y_pmf = tables["y_pmf"].double().numpy()
+        self.y_coder = TableCoder(y_pmf, tables["y_ranges"].numpy())
         # code lengths (bits) per table entry, for the bounded mode's rate estimates
         self.z_bits = -np.log2(np.maximum(z_pmf, 1e-12))
-        self.y_bits = -np.log2(np.maximum(tables["y_pmf"].double().numpy(), 1e-12))
-        self.y_ranges = tables["y_ranges"].numpy().astype(np.int64)
+        self.y_bits = -np.log2(np.maximum(y_pmf, 1e-12))
         self.lock = threading.Lock()
         self._exact = None
 
@@ -112,7 +112,7 @@ class Runtime:
 
     def latent_bits(self, y_sym: np.ndarray, y_table: np.ndarray, z_sym: np.ndarray) -> np.ndarray:
         """Estimated code length (bits) of each field's latents (B, ...) under the tables."""
-        R = self.y_ranges[y_table]
+        R = self.y_coder.ranges[y_table]
         y = self.y_bits[y_table, np.clip(y_sym, -R, R) + R]
         zr = (self.z_bits.shape[1] - 1) // 2
         ch = np.arange(z_sym.shape[1])[None, :, None, None]
