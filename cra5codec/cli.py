@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--every", type=int, default=250, help="log/checkpoint interval in steps")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--model", help="phase 1: model options as JSON, e.g. '{\"dim\": 96}'")
+    t.add_argument("--model", help="model options as JSON, e.g. '{\"dim\": 96}'; with --init they "
+                   "override the initial model's (weights whose shape no longer fits start fresh)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 

@@ -274,3 +274,20 @@ def test_extra_training_sources(data_dir):
     base_arrays, base_names = training_corpus(data_dir)
     added = [n for n in names if n.startswith("extra:")]
     assert added and names[:len(base_names)] == base_names and len(arrays) == len(base_arrays) + len(added)
+
+
+def test_init_with_another_latent_width(runs, tmp_path):
+    """--init with --model '{"latent": ...}': the new width is used, every weight whose
+    shape still fits comes from the init model, the latent's own layers start fresh."""
+    src = runs["p2"]["model"]
+    latent = runs["p2"]["model_config"]["latent"] // 2
+    cfg = TrainConfig(data=str(runs["data_dir"]), phase=3, init=str(runs["dir"] / "p2.pt"), steps=1, batch=2,
+                      threads=1, lr=1e-12, checkpoint=str(tmp_path / "narrow.pt"), model={"latent": latent})
+    s = load(train(cfg, progress=False))
+    assert s["model_config"]["latent"] == latent
+    kept = [k for k, v in s["model"].items() if src[k].shape == v.shape]
+    fresh = [k for k, v in s["model"].items() if src[k].shape != v.shape]
+    assert fresh and any(k.startswith("g_s.blocks") for k in kept)
+    for k in kept:
+        if k.startswith(("patch_embed", "g_s.blocks")):
+            torch.testing.assert_close(s["model"][k], src[k], atol=1e-6, rtol=0)

@@ -176,7 +176,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         model = VAEformer(**state["model_config"])
     elif cfg.init:
         init_config, init_weights = _load_init(cfg.init)
-        model = VAEformer(**{**init_config, "qualities": len(cfg.lambdas)})
+        # --model may change the network (e.g. the latent width): every weight whose
+        # shape still fits is kept, the others start fresh
+        model = VAEformer(**{**init_config, **cfg.model, "qualities": len(cfg.lambdas)})
         own = model.state_dict()
         model.load_state_dict({k: v for k, v in init_weights.items()
                                if k in own and own[k].shape == v.shape}, strict=False)
