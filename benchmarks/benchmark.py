@@ -55,6 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--codecs", default=",".join(CODEC_NAMES),
                    help=f"comma-separated subset of {','.join(CODEC_NAMES)} (default: all)")
     p.add_argument("--qualities", help="comma-separated cra5codec quality levels (default: all)")
+    p.add_argument("--model", help="cra5codec model name (default: the shipped default model)")
     p.add_argument("--threads", type=int, help="torch threads for cra5codec (default: torch's)")
     p.add_argument("--quick", action="store_true",
                    help="one table setting per baseline and a looser (5%%) RMSE match")
@@ -80,13 +81,15 @@ class _CRA5Field:
         return self.codec.decode(buf)
 
 
-def load_cra5(qualities=None):
+def load_cra5(qualities=None, model=None):
     """``({quality: codec}, None)``, or ``({}, reason)`` when cra5codec is not usable yet."""
     try:
         from cra5codec import CRA5Codec, available_qualities
+        from cra5codec.weights import DEFAULT_MODEL
 
-        qs = [int(q) for q in qualities.split(",")] if qualities else list(available_qualities())
-        return {q: _CRA5Field(CRA5Codec(quality=q)) for q in qs}, None
+        model = model or DEFAULT_MODEL
+        qs = [int(q) for q in qualities.split(",")] if qualities else list(available_qualities(model))
+        return {q: _CRA5Field(CRA5Codec(quality=q, model=model)) for q in qs}, None
     except Exception as exc:  # noqa: BLE001 - report and go on with the baselines
         return {}, f"{type(exc).__name__}: {exc}"
 
@@ -217,7 +220,7 @@ def load_codecs(args):
         torch.set_num_threads(args.threads)
     cra5 = {}
     if "cra5" in args.codecs:
-        cra5, reason = load_cra5(args.qualities)
+        cra5, reason = load_cra5(args.qualities, args.model)
         if reason:
             skipped["cra5"] = reason
     for name, reason in skipped.items():
@@ -301,6 +304,7 @@ def run(args) -> dict:
     return {
         "machine": machine_info(cra5),
         "config": {"data": os.path.normpath(args.data), "variables": list(fields),
+                   "model": args.model or next((c.codec.model for c in cra5.values()), None),
                    "fields_per_variable": {v: len(x) for v, x in fields.items()},
                    "grid": list(next(iter(fields.values())).shape[-2:]),
                    "value_range": {v: float(x.max() - x.min()) for v, x in fields.items()},

@@ -1,7 +1,7 @@
 """CRA5Serializer: cra5 as a native Zarr format 3 array-to-bytes codec.
 
 In ``zarr.json`` it appears as ``{"name": "cra5codec.cra5", "configuration":
-{"quality": 4, "model": "vaeformer-s2"}}`` in the serializer slot. It sees each chunk's
+{"quality": 4, "model": "vaeformer-s3"}}`` in the serializer slot. It sees each chunk's
 shape and dtype from zarr, and runs the network in a worker thread so zarr's event
 loop keeps other chunks' I/O moving.
 """

@@ -18,6 +18,7 @@ import zarr
 from cra5codec import CRA5Codec, CRA5Serializer, archive, bitstream
 from cra5codec.cli import main
 from cra5codec.evaluate import chunk_info, evaluate, info
+from cra5codec.weights import DEFAULT_MODEL
 
 from helpers import ERA5_VARS
 
@@ -106,8 +107,8 @@ def test_rerun_resumes_and_repairs_to_the_same_store(store, data_dir, tmp_path):
 def _job(data_dir, dest, **kw):
     args = dict(source=str(data_dir / "era5_1deg_week.zarr"), dest=str(dest), regrid=(128, 256),
                 isel=(("time", 0, 3),), zarr_format=2,
-                codec=archive.freeze(model="vaeformer-s2", max_abs_error={k: float(v) for k, v in
-                                                                         (b.split("=") for b in BOUNDS)}))
+                codec=archive.freeze(model=DEFAULT_MODEL,
+                                max_abs_error={k: float(v) for k, v in (b.split("=") for b in BOUNDS)}))
     args.update(kw)
     return archive.Job(**args)
 
