@@ -304,7 +304,7 @@ def run(args) -> dict:
     return {
         "machine": machine_info(cra5),
         "config": {"data": os.path.normpath(args.data), "variables": list(fields),
-                   "model": args.model or next((c.codec.model for c in cra5.values()), None),
+                   "model": next((c.codec.model for c in cra5.values()), None),  # None: cra5 not measured
                    "fields_per_variable": {v: len(x) for v, x in fields.items()},
                    "grid": list(next(iter(fields.values())).shape[-2:]),
                    "value_range": {v: float(x.max() - x.min()) for v, x in fields.items()},
