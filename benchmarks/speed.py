@@ -145,9 +145,9 @@ def main(argv=None) -> int:
 
     info = {"device": str(rt.device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "gpu": torch.cuda.get_device_name(0) if rt.device.type == "cuda" else None,
-            "model": rt.name, "load_average_1min": os.getloadavg()[0]}
+            "model": rt.name, "precision": rt.precision, "load_average_1min": os.getloadavg()[0]}
     print(f"device {info['device']}" + (f" ({info['gpu']})" if info["gpu"] else "") +
-          f", torch threads {info['torch_threads']}, model {rt.name}\n")
+          f", torch threads {info['torch_threads']}, model {rt.name}, precision {rt.precision}\n")
     print("| chunk | quality | ratio | encode MB/s | decode MB/s |\n|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['chunk']} | {r['quality']} | {r['ratio']:.1f} | {r['encode_mbps']:.1f} | {r['decode_mbps']:.1f} |")
