@@ -110,6 +110,8 @@ def regrid(da, shape=TARGET_SHAPE):
         return (x[..., oa] * (1 - ow) + x[..., ob] * ow).astype(da.dtype)
 
     da = da.transpose(..., lat_name, lon_name)
+    if da.chunks is not None:  # a lazy store chunked in lat/lon: each task needs whole fields
+        da = da.chunk({lat_name: -1, lon_name: -1})
     out = xr.apply_ufunc(apply, da, input_core_dims=[[lat_name, lon_name]],
                          output_core_dims=[["latitude", "longitude"]],
                          exclude_dims={lat_name, lon_name}, dask="parallelized",

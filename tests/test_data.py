@@ -49,6 +49,13 @@ def test_regrid_keeps_leading_dims_and_dtype(era5_ds, era5_regridded):
     assert out.values.min() >= src.min() and out.values.max() <= src.max()
 
 
+def test_regrid_of_a_store_chunked_in_latitude_and_longitude(era5_ds, era5_regridded):
+    """A lazy source split into lat/lon chunks (zarr's default for a big field) regrids
+    like an in-memory one instead of failing in dask."""
+    lazy = era5_ds["t2m"].isel(time=[0, 1]).chunk({"time": 1, "latitude": 50, "longitude": 100})
+    np.testing.assert_array_equal(data.regrid(lazy).values, era5_regridded[:, 0])
+
+
 def test_is_global_and_names(era5_ds, data_dir):
     assert data.is_global(era5_ds["t2m"])
     uk = data.open_dataset(data_dir / "era5_t2m_uk_201903.grib")
