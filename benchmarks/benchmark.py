@@ -118,6 +118,10 @@ def machine_info(cra5) -> dict:
     if cra5 and not devices:
         devices = {"cpu" if info.get("accelerator", "none").startswith("none") else "cuda"}
     info["cra5_device"] = ",".join(sorted(devices)) or None
+    if cra5:  # bfloat16 or float32 transforms (cra5codec.runtime.default_precision)
+        from cra5codec.runtime import runtime
+
+        info["cra5_precision"] = runtime(next(iter(cra5.values())).codec.model).precision
     info["baselines_device"] = "cpu"
     return info
 

@@ -31,7 +31,8 @@ def markdown_report(results) -> str:
     """The three tables, with the machine and skipped codecs noted above them."""
     m, cfg = results["machine"], results["config"]
     out = [f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, {m['platform']}; "
-           f"torch threads {m.get('torch_threads')}, cra5codec on {m.get('cra5_device') or 'n/a'}; "
+           f"torch threads {m.get('torch_threads')}, cra5codec on {m.get('cra5_device') or 'n/a'}"
+           + (f" ({m['cra5_precision']})" if m.get("cra5_precision") else "") + "; "
            f"load average {m['load_average_1_5_15min'][0]:.2f}.",
            f"Fields per variable: {cfg['fields_per_variable']} on a "
            f"{cfg['grid'][0]} x {cfg['grid'][1]} grid, each compressed as its own chunk."]
