@@ -129,9 +129,13 @@ def _group_order(table: np.ndarray):
     """(order, table indices, group starts): ``table[order]`` lists the symbols table by
     table, increasing, each group in its original order -- one stable sort instead of a
     mask per table; encoder and decoder must agree on it."""
-    order = np.argsort(table, kind="stable")
-    ks, starts = np.unique(table[order], return_index=True)
-    return order, ks, starts
+    # table indices fit in 16 bits, for which numpy's stable sort is a radix sort (a
+    # merge sort for int64: 2-3 ms per chunk); the order is the same, stable is unique
+    small = table.astype(np.uint16) if table.size and 0 <= table.min() and table.max() < 1 << 16 else table
+    order = np.argsort(small, kind="stable")
+    sorted_ = table[order]
+    starts = np.flatnonzero(np.r_[True, sorted_[1:] != sorted_[:-1]]) if table.size else np.zeros(0, np.int64)
+    return order, sorted_[starts], starts
 
 
 def _groups(values: np.ndarray, table: np.ndarray):
