@@ -27,7 +27,7 @@ PRECISIONS = ("float32", "bfloat16")
 
 def default_precision(device: torch.device) -> str:
     """bfloat16 on CPUs with AMX bfloat16 tile units (Sapphire Rapids and later: the
-    encoder and decoder run ~1.6x and ~2x faster there, see benchmarks/speed.py), float32
+    encoder and decoder networks run ~1.5x and ~2x faster there, see benchmarks/speed.py), float32
     elsewhere; on other CPUs bfloat16 would be slower, and GPUs are not yet measured."""
     if device.type == "cpu" and torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported():
         return "bfloat16"

@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cra5codec import pipeline, runtime
 from cra5codec.model.act import KINDS, ACTBlock, ACTStage, window_partition, window_reverse, window_size
-import torch.nn.functional as F
-
 from cra5codec.model.vaeformer import ALIGN, Refine, VAEformer, periodic_pad
 
 TOKEN_GRIDS = [(4, 4), (4, 8), (8, 16), (12, 24), (16, 32), (20, 36), (28, 48), (32, 60), (36, 68)]

@@ -144,7 +144,6 @@ class VAEformer(nn.Module):
         self.refine = Refine(16)
 
     # ------------------------------------------------------------------ transforms
-
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 1, H, W) -> mean, log-variance of y, each (B, latent, H/p, W/p)."""
         t = self.patch_embed(x)
