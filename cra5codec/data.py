@@ -29,7 +29,7 @@ def open_dataset(path, storage_options: dict | None = None):
     ``storage_options`` (e.g. ``{"endpoint_url": ...}``) are passed on."""
     import xarray as xr
 
-    if "://" in str(path) and not str(path).startswith("file://"):
+    if _is_url(str(path)):
         return xr.open_zarr(store_for(str(path), storage_options), consolidated=None)
     if isinstance(path, (list, tuple)) or any(ch in str(path) for ch in "*?["):
         paths = list(path) if isinstance(path, (list, tuple)) else sorted(glob.glob(str(path)))
@@ -44,10 +44,15 @@ def open_dataset(path, storage_options: dict | None = None):
     return xr.open_dataset(p)
 
 
+def _is_url(path: str) -> bool:
+    """A remote (fsspec) location; ``file://`` counts as a local path."""
+    return "://" in path and not path.startswith("file://")
+
+
 def store_for(path: str, storage_options: dict | None = None):
     """What zarr and xarray take for ``path``: the path itself, or for a URL an fsspec
     store carrying ``storage_options``."""
-    if "://" not in path or path.startswith("file://"):
+    if not _is_url(path):
         return path.removeprefix("file://")
     from zarr.storage import FsspecStore
 
