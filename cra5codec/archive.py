@@ -63,7 +63,7 @@ class Job:
         """What the store records of the job; a resumed run must match it."""
         codec = thaw(self.codec)
         model = codec.setdefault("model", weights.DEFAULT_MODEL)
-        return {"source": self.source, "codec": codec, "model_sha256": _sha256(weights.weights_path(model)),
+        return {"source": self.source, "codec": codec, "model_sha256": weights.sha256(model),
                 "variables": list(self.variables) if self.variables else None,
                 "regrid": list(self.regrid) if self.regrid else None, "chunks": dict(self.chunks),
                 "isel": [list(s) for s in self.isel], "zarr_format": self.zarr_format}
@@ -93,13 +93,6 @@ class BlockError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=8)
-def _sha256(path) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 # --------------------------------------------------------------------------- preparation
 @functools.lru_cache(maxsize=4)
 def prepared(job: Job):

@@ -1,4 +1,4 @@
-"""The cra5codec chunk format (version 3; versions 1 and 2 are still read). Pure Python
+"""The cra5codec chunk format (version 4; versions 1 to 3 are still read). Pure Python
 and numpy: no torch here.
 
 A chunk is one array of shape (..., vars, lat, lon): every trailing 2-D (lat, lon)
@@ -7,12 +7,14 @@ little-endian, ``varint`` = unsigned LEB128::
 
     offset  size     field
     0       2        magic  b"C5"
-    2       1        format version: 2, or 3 when a field is bounded or exact (kinds 3, 4)
+    2       1        format version: 4 (written since cra5codec 0.2; 2 and 3 as 4, with
+                     a 2-byte symbol check and no exceptions in the residual CRC)
     3       1        model id (see cra5codec.weights; 0 = no network was needed)
     4       4        weights tag: first 4 bytes of the SHA-256 of the weights file
     8       1        bit 7: dtype is float64 (else float32); bit 6: Fortran (F) memory
                      order; bit 0 (version 3): bounds are relative to each field's range;
                      bits 1-5: 0 (version 1: bits 0-5 are the quality level of every field)
+                     (version 2 has no bounded or exact fields, and no bit 0)
     9       1        ndim (>= 2)
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
@@ -32,7 +34,8 @@ little-endian, ``varint`` = unsigned LEB128::
     then, if any field has latents (coded, or bounded at a level >= 1):
             varint   length of the ANS section in bytes (a multiple of 4)
             ...      constriction ANS words (uint32): z of all those fields, then y
-            2        symbol check: CRC-32 of the decoded integer symbols, low 16 bits
+            4        symbol check: CRC-32 of the decoded integer symbols (version 2, 3:
+                     its low 16 bits, in 2 bytes)
     then, if any field is bounded (version 3):
             varint   length of the residual section, which holds:
               per bounded field: varint length, then its coded residual
@@ -41,7 +44,8 @@ little-endian, ``varint`` = unsigned LEB128::
                        because rounding to the dtype would have broken the bound
               each:    varint field number (among the bounded), varint flat index,
                        the value (in the chunk's dtype)
-              4        CRC-32 of the integers m of every bounded field (int64, in order)
+              4        CRC-32 of the integers m of every bounded field (int64, in order),
+                       continued over the exception records (version 3: the m only)
     then, if any field is exact (version 3):
             varint   length, then zlib-compressed raw values of those fields (dtype)
     last    4        CRC-32 of every byte before it
@@ -50,8 +54,18 @@ A bounded field (the ``max_abs_error`` / ``max_rel_error`` modes) decodes within
 bound at every point; the network's prediction, if any, only shapes how its residual
 is coded. An exact field is one whose bound is finer than its values' own precision.
 
+Decoding checks every declared size before it allocates or runs the network: the
+shape against the bytes present (one field record per field; each section's length
+against the chunk) and against two limits a user can raise, ``CRA5CODEC_MAX_CHUNK_VALUES``
+(default 2**27 values: 512 MiB of float32) and ``CRA5CODEC_MAX_FIELD_VALUES`` (default
+2**23 grid points of one field as the network sees it, padded to multiples of 32: a
+0.1-degree global grid fits). Compressed sections inflate only to the size the shape
+implies, so a decode's memory and time are bounded by the declared, verified shape.
+The encoder refuses chunks beyond the same limits, so it never writes one the decoder
+refuses. Every failure is a ``ValueError``.
+
 Each field has its own quality level, so a target-error chunk can give every variable
-the cheapest level that meets its target. A single 128 x 256 field costs 37 bytes of framing. The mean is float64 because
+the cheapest level that meets its target. A single 128 x 256 field costs 39 bytes of framing. The mean is float64 because
 fields such as pressure (~1e5 Pa) can vary by less than a float32 step of their mean. The CRC-32 catches corrupted and
 truncated bytes before any decoding; the symbol check catches the one failure a
 bit-perfect stream can still have, a decoder whose floating-point hyper-synthesis
@@ -60,21 +74,58 @@ picked different probability tables than the encoder's did.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import struct
 import zlib
 
 import numpy as np
 
 MAGIC = b"C5"
-VERSION = 3
-#: versions this module reads (plain chunks are still written as version 2)
-READS = (1, 2, 3)
+VERSION = 4
+#: versions this module reads
+READS = (1, 2, 3, 4)
 CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT = 0, 1, 2, 3, 4
 _KINDS = {1: (CODED, CONSTANT, ALL_NAN), 2: (CODED, CONSTANT, ALL_NAN),
-          3: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
+          3: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT), 4: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
 _HAS_MASK = 0x80
-#: the most values a chunk may declare (guards against decompression bombs)
-MAX_VALUES = 2 ** 31
+#: the network takes H and W in multiples of this (patch 8 x hyperprior stride 4)
+ALIGN = 32
+#: default decode limits (see the module docstring); the environment variables of the
+#: same names raise them
+MAX_CHUNK_VALUES = 2 ** 27
+MAX_FIELD_VALUES = 2 ** 23
+
+
+def padded_size(n: int) -> int:
+    """The padded grid length the network takes for ``n`` points."""
+    return max(ALIGN, -(-n // ALIGN) * ALIGN)
+
+
+def _limit(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{name} must be a positive integer number of values, not {value!r}")
+    return n
+
+
+def check_size(shape) -> None:
+    """Refuse a chunk shape beyond the limits (values in the chunk; padded grid points of
+    one field), naming the limit and how to raise it."""
+    values, padded = math.prod(shape), padded_size(shape[-2]) * padded_size(shape[-1])
+    for what, n, name, default in (("values", values, "CRA5CODEC_MAX_CHUNK_VALUES", MAX_CHUNK_VALUES),
+                                   ("padded grid points per field", padded, "CRA5CODEC_MAX_FIELD_VALUES",
+                                    MAX_FIELD_VALUES)):
+        limit = _limit(name, default)
+        if n > limit:
+            raise ValueError(f"cra5 chunk of shape {tuple(shape)} has {n} {what}, over the limit of {limit}; "
+                             f"use smaller chunks, or raise the limit with the environment variable {name}")
 
 
 @dataclasses.dataclass
@@ -107,6 +158,7 @@ class Chunk:
     symbol_check: int = 0
     residual: bytes = b""
     exact: bytes = b""
+    version: int = VERSION  # as read; new chunks are written in the current version
 
     @property
     def latent_fields(self) -> list[int]:
@@ -115,9 +167,9 @@ class Chunk:
                 if f.kind == CODED or (f.kind == BOUNDED and f.quality > 0)]
 
     @property
-    def version(self) -> int:
-        """The format version this chunk needs: 2 unless it has bounded or exact fields."""
-        return 3 if any(f.kind in (BOUNDED, EXACT) for f in self.fields) else 2
+    def check_bytes(self) -> int:
+        """Size of the symbol check: the whole CRC-32 since version 4."""
+        return 4 if self.version >= 4 else 2
 
 
 def _varint(n: int) -> bytes:
@@ -156,10 +208,12 @@ class _Reader:
 
 
 def pack(chunk: Chunk) -> bytes:
-    """Serialise ``chunk`` (see the module docstring for the layout)."""
+    """Serialise ``chunk`` (see the module docstring for the layout) in its version."""
     f64 = np.dtype(chunk.dtype) == np.float64
     out = bytearray(MAGIC)
     version = chunk.version
+    if version not in READS[1:] or (version < 3 and any(f.kind in (BOUNDED, EXACT) for f in chunk.fields)):
+        raise ValueError(f"cannot write these fields in format version {version}")
     out += struct.pack("<BB4sBB", version, chunk.model_id, chunk.weights_tag,
                        (0x80 if f64 else 0) | (0x40 if chunk.fortran else 0)
                        | (1 if chunk.relative and version >= 3 else 0), len(chunk.shape))
@@ -178,7 +232,8 @@ def pack(chunk: Chunk) -> bytes:
     if any(f.has_mask for f in chunk.fields):
         out += _varint(len(chunk.masks)) + chunk.masks
     if chunk.latent_fields:
-        out += _varint(len(chunk.ans)) + chunk.ans + struct.pack("<H", chunk.symbol_check)
+        check = struct.pack("<I", chunk.symbol_check)[:chunk.check_bytes]
+        out += _varint(len(chunk.ans)) + chunk.ans + check
     if any(f.kind == BOUNDED for f in chunk.fields):
         out += _varint(len(chunk.residual)) + chunk.residual
     if any(f.kind == EXACT for f in chunk.fields):
@@ -189,7 +244,7 @@ def pack(chunk: Chunk) -> bytes:
 
 def unpack(buf) -> Chunk:
     """Parse and verify a chunk; raises ``ValueError`` on anything that is not a sound
-    cra5 chunk of a format this version reads."""
+    cra5 chunk of a format this version reads, or that is over the decode limits."""
     buf = bytes(memoryview(buf).cast("B")) if not isinstance(buf, bytes) else buf
     if buf[:2] != MAGIC[:len(buf)] or not buf:
         raise ValueError("not a cra5 chunk (bad magic bytes); was it written by another codec?")
@@ -207,12 +262,18 @@ def unpack(buf) -> Chunk:
     model_id, tag, dq, ndim = r.unpack("B4sBB")
     f64 = bool(dq & 0x80)
     dtype = np.dtype(np.float64 if f64 else np.float32)
+    if dq & (0x3E if version >= 3 else 0x00 if version == 1 else 0x3F):
+        raise ValueError(f"cra5 chunk has unknown flag bits set ({dq:#04x})")
     if ndim < 2:
         raise ValueError("cra5 chunk has fewer than two dimensions")
     shape = tuple(r.varint() for _ in range(ndim))
-    n_fields = int(np.prod(shape[:-2], dtype=np.int64))
-    if n_fields > len(buf) or np.prod(shape, dtype=np.float64) > MAX_VALUES:
+    if 0 in shape:
+        raise ValueError(f"cra5 chunk declares an empty shape {shape}, which no encoder writes")
+    # Python integers: a declared size can be any varint, and must not overflow
+    n_fields = math.prod(shape[:-2])
+    if n_fields > r.end - r.pos:  # every field has a record of at least one byte
         raise ValueError(f"cra5 chunk header is inconsistent (shape {shape} for {len(buf)} bytes)")
+    check_size(shape)
     fields = []
     for _ in range(n_fields):
         (k,) = r.unpack("B")
@@ -232,15 +293,18 @@ def unpack(buf) -> Chunk:
                     raise ValueError("cra5 chunk has an invalid error bound")
         elif f.kind == CONSTANT:
             (f.value,) = r.unpack("d" if f64 else "f")
+            if not np.isfinite(f.value):  # the encoder refuses infinities; NaN is ALL_NAN
+                raise ValueError("cra5 chunk has a non-finite constant field")
         fields.append(f)
-    chunk = Chunk(model_id, tag, dtype, shape, fields, bool(dq & 0x40), version >= 3 and bool(dq & 1))
+    chunk = Chunk(model_id, tag, dtype, shape, fields, bool(dq & 0x40), version >= 3 and bool(dq & 1),
+                  version=version)
     if any(f.has_mask for f in fields):
         chunk.masks = r.take(r.varint())
     if chunk.latent_fields:
         chunk.ans = r.take(r.varint())
         if len(chunk.ans) % 4:
             raise ValueError("cra5 chunk's entropy-coded section is not whole 32-bit words")
-        (chunk.symbol_check,) = r.unpack("H")
+        chunk.symbol_check = int.from_bytes(r.take(chunk.check_bytes), "little")
     if any(f.kind == BOUNDED for f in fields):
         chunk.residual = r.take(r.varint())
     if any(f.kind == EXACT for f in fields):
@@ -248,6 +312,21 @@ def unpack(buf) -> Chunk:
     if r.pos != r.end:
         raise ValueError("cra5 chunk has trailing bytes after its sections")
     return chunk
+
+
+def inflate(data: bytes, size: int, what: str) -> bytes:
+    """zlib-decompress a section that must inflate to exactly ``size`` bytes, never
+    holding more than that in memory (a corrupted section cannot become a zip bomb)."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, size)
+        if not d.eof:  # one byte more tells a longer stream from one that ends at size
+            out += d.decompress(d.unconsumed_tail, 1)
+    except zlib.error as e:
+        raise ValueError(f"cra5 chunk's {what} section is corrupted: {e}") from None
+    if len(out) != size or not d.eof or d.unused_data:
+        raise ValueError(f"cra5 chunk's {what} section does not inflate to the {size} bytes its fields need")
+    return out
 
 
 def pack_masks(masks: list[np.ndarray]) -> bytes:
@@ -261,19 +340,15 @@ def unpack_masks(data: bytes, count: int, shape: tuple[int, int]) -> list[np.nda
     """Inverse of :func:`pack_masks` for ``count`` masks of ``shape``."""
     if not count:
         return []
-    try:
-        bits = np.unpackbits(np.frombuffer(zlib.decompress(data), dtype=np.uint8))
-    except zlib.error as e:
-        raise ValueError(f"cra5 chunk's NaN mask section is corrupted: {e}") from None
     size = shape[0] * shape[1]
-    if bits.size < count * size:
-        raise ValueError("cra5 chunk's NaN mask section is too short")
+    bits = np.unpackbits(np.frombuffer(inflate(data, -(-count * size // 8), "NaN mask"), dtype=np.uint8))
     return [bits[i * size:(i + 1) * size].reshape(shape).astype(bool) for i in range(count)]
 
 
-def symbol_check(*arrays: np.ndarray) -> int:
-    """Low 16 bits of the CRC-32 of integer symbol arrays (as int32)."""
+def symbol_check(*arrays: np.ndarray, nbytes: int = 4) -> int:
+    """The CRC-32 of integer symbol arrays (as int32), cut to ``nbytes`` bytes (2 in
+    versions 2 and 3)."""
     crc = 0
     for a in arrays:
         crc = zlib.crc32(np.ascontiguousarray(a, dtype=np.int32).tobytes(), crc)
-    return crc & 0xFFFF
+    return crc & ((1 << 8 * nbytes) - 1)

@@ -132,18 +132,18 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
         with np.errstate(invalid="ignore"):
             bad = np.flatnonzero(np.abs(x_hat.astype(np.float64) - x.astype(np.float64)) > bounds[j])
         exceptions += [(j, int(k), x.flat[k]) for k in bad]
-    out += _varint(len(exceptions))
-    for j, k, v in exceptions:
-        out += _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes()
-    chunk.residual = bytes(out) + struct.pack("<I", crc)
+    records = _varint(len(exceptions)) + b"".join(
+        _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes() for j, k, v in exceptions)
+    chunk.residual = bytes(out) + records + struct.pack("<I", zlib.crc32(records, crc))
 
 
 def _bases(rt, y_hat, levels, infos, shape):
     """The network's prediction of each field, on its grid (int64), computed in float64."""
     h, w = shape
-    for s in range(0, len(y_hat), pipeline.BATCH):
-        pred = rt.synthesise_exact(y_hat[s:s + pipeline.BATCH], levels[s:s + pipeline.BATCH])[:, :h, :w]
-        for p, f in zip(pred, infos[s:s + pipeline.BATCH]):
+    n = pipeline.batch_size(shape)
+    for s in range(0, len(y_hat), n):
+        pred = rt.synthesise_exact(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
+        for p, f in zip(pred, infos[s:s + n]):
             yield np.rint(np.clip(p * (f.std / f.unit), -MAX_UNITS, MAX_UNITS)).astype(np.int64)
 
 
@@ -161,9 +161,9 @@ def _best_levels(rt, post, t, infos) -> np.ndarray:
         y_sym, mu, table, z = pipeline.quantise_latents(rt, post[active], levels)
         bits = rt.latent_bits(y_sym, table, z)
         # float32 synthesis is close enough for an estimate
-        pred = np.concatenate([rt.synthesise(y_sym[s:s + pipeline.BATCH] + mu[s:s + pipeline.BATCH], q)
-                               for s in range(0, active.size, pipeline.BATCH)])
         h, w = t[0].shape
+        n = pipeline.batch_size((h, w))
+        pred = np.concatenate([rt.synthesise(y_sym[s:s + n] + mu[s:s + n], q) for s in range(0, active.size, n)])
         keep = []
         for a, j in enumerate(active):
             f = infos[j]
@@ -188,8 +188,11 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
         if r.end < 0:
             raise ValueError("cra5 residual section is truncated")
         coded = [r.take(r.varint()) for _ in fields]
-        exceptions = []
-        for _ in range(r.varint()):
+        exceptions, start = [], r.pos
+        count = r.varint()
+        if count * (2 + chunk.dtype.itemsize) > r.end - r.pos:
+            raise ValueError("cra5 residual section declares more exceptions than it holds")
+        for _ in range(count):
             j, k = r.varint(), r.varint()
             (v,) = np.frombuffer(r.take(chunk.dtype.itemsize), dtype=chunk.dtype)
             if j >= len(fields) or k >= h * w:
@@ -211,6 +214,8 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
             m = residual.decode_field(data, bases[i], K)
             crc = zlib.crc32(m.tobytes(), crc)
             result[i] = (f.mean + f.unit * m).astype(chunk.dtype)
+        if chunk.version >= 4:  # the exception records are checked too
+            crc = zlib.crc32(chunk.residual[start:r.end], crc)
         if crc != crc_want:
             raise ValueError("cra5 chunk's bounded fields decoded to different values than were "
                              "encoded: the data is damaged, or this machine's network prediction "
@@ -219,12 +224,7 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
             result[fields[j]].flat[k] = v
     exact = [i for i, f in enumerate(chunk.fields) if f.kind == EXACT]
     if exact:
-        try:
-            raw = zlib.decompress(chunk.exact)
-        except zlib.error as e:
-            raise ValueError(f"cra5 chunk's exact section is corrupted: {e}") from None
-        if len(raw) != len(exact) * h * w * chunk.dtype.itemsize:
-            raise ValueError("cra5 chunk's exact section has the wrong size")
+        raw = bitstream.inflate(chunk.exact, len(exact) * h * w * chunk.dtype.itemsize, "exact")
         values = np.frombuffer(raw, dtype=chunk.dtype).reshape(len(exact), h, w)
         for i, v in zip(exact, values):
             result[i] = v

@@ -11,19 +11,19 @@ import warnings
 import numpy as np
 
 from . import bitstream, entropy, weights
-from .bitstream import ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT
+from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, padded_size  # noqa: F401
 
-#: the network needs H and W in multiples of this (patch 8 x hyperprior stride 4)
-ALIGN = 32
-
-
-#: fields per network call: bounds memory for chunks with many fields
+#: the most fields per network call
 BATCH = 16
+#: the most padded grid points per network call (16 fields of ERA5's 1-degree grid):
+#: bounds the network's memory for chunks of many or large fields
+BATCH_VALUES = 2 ** 21
 
 
-def padded_size(n: int) -> int:
-    """The padded grid length the network takes for ``n`` points."""
-    return max(ALIGN, -(-n // ALIGN) * ALIGN)
+def batch_size(shape) -> int:
+    """Fields per network call for fields of ``shape`` (lat, lon); the encoder and the
+    decoder batch alike."""
+    return max(1, min(BATCH, BATCH_VALUES // (padded_size(shape[0]) * padded_size(shape[1]))))
 
 
 def pad_field(x: np.ndarray, H: int, W: int) -> np.ndarray:
@@ -50,6 +50,7 @@ def check_input(arr) -> np.ndarray:
         raise ValueError(f"cra5 cannot compress an empty array of shape {arr.shape}")
     if np.isinf(arr).any():
         raise ValueError("cra5 cannot compress infinite values (NaN is fine: it is kept)")
+    bitstream.check_size(arr.shape)
     return arr
 
 
@@ -114,11 +115,12 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
 
 def posterior_means(rt, flat: np.ndarray, index, infos) -> np.ndarray:
     """The posterior mean of y for fields ``flat[index]`` (normalised by ``infos``,
-    indexed like ``flat``, and padded), BATCH fields per network call."""
+    indexed like ``flat``, and padded), :func:`batch_size` fields per network call."""
     H, W = padded_size(flat.shape[1]), padded_size(flat.shape[2])
+    n = batch_size(flat.shape[1:])
     return np.concatenate([
-        rt.posterior(pad_field(np.stack([normalised(flat[i], infos[i]) for i in index[s:s + BATCH]]), H, W))
-        for s in range(0, len(index), BATCH)])
+        rt.posterior(pad_field(np.stack([normalised(flat[i], infos[i]) for i in index[s:s + n]]), H, W))
+        for s in range(0, len(index), n)])
 
 
 def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -129,7 +131,7 @@ def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarra
     rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
     rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
     chunk.ans = coder.get_compressed().astype("<u4").tobytes()
-    chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym)
+    chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes)
     return y_sym + mu
 
 
@@ -148,9 +150,10 @@ def field_targets(target_rmse, shape) -> np.ndarray:
 
 def quantise_latents(rt, mean: np.ndarray, levels: np.ndarray):
     """Posterior means at ``levels`` -> (y symbols, mu, y table indices, z symbols), as
-    the decoder will see them: z from the analysis (BATCH fields at a time), then one
+    the decoder will see them: z from the analysis (a batch at a time), then one
     hyper-synthesis call over all of z, exactly as the decoder makes it."""
-    parts = [rt.analyse(mean[s:s + BATCH], levels[s:s + BATCH]) for s in range(0, len(mean), BATCH)]
+    n = latent_batch(rt, mean.shape)
+    parts = [rt.analyse(mean[s:s + n], levels[s:s + n]) for s in range(0, len(mean), n)]
     y, z_sym = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     mu, y_table = rt.hyper(z_sym)
     return np.round(y - mu).astype(np.int64), mu, y_table, z_sym
@@ -164,12 +167,19 @@ def _rmse_at(rt, mean, fields, infos, levels) -> np.ndarray:
 
 
 def _reconstruct(rt, y_hat: np.ndarray, levels: np.ndarray, infos, shape):
-    """Decoded fields (float64, in the data's units), one per latent, BATCH at a time."""
+    """Decoded fields (float64, in the data's units), one per latent, a batch at a time."""
     h, w = shape
-    for s in range(0, len(y_hat), BATCH):
-        x = rt.synthesise(y_hat[s:s + BATCH], levels[s:s + BATCH])[:, :h, :w]
-        for xj, f in zip(x, infos[s:s + BATCH]):
+    n = batch_size(shape)
+    for s in range(0, len(y_hat), n):
+        x = rt.synthesise(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
+        for xj, f in zip(x, infos[s:s + n]):
             yield xj.astype(np.float64) * f.std + f.mean
+
+
+def latent_batch(rt, shape) -> int:
+    """Fields per network call for latents of ``shape`` (B, latent, h, w)."""
+    stride = rt.model.config["patch"]
+    return batch_size((shape[-2] * stride, shape[-1] * stride))
 
 
 def _cheapest_levels(rt, mean, fields, infos, targets, index) -> np.ndarray:
@@ -220,6 +230,8 @@ def decode(buf) -> np.ndarray:
     result = np.empty((n, h, w), dtype=chunk.dtype)
     masks = bitstream.unpack_masks(chunk.masks, sum(f.has_mask for f in chunk.fields), (h, w))
     mask_of = dict(zip([i for i, f in enumerate(chunk.fields) if f.has_mask], masks))
+    if any(m.all() for m in masks):  # the encoder stores such a field as all NaN, without a mask
+        raise ValueError("cra5 chunk's NaN mask section masks a whole field that holds values")
     latent = chunk.latent_fields
     rt, y_hat = _decode_latents(chunk, latent) if latent else (None, None)
     coded = [j for j, i in enumerate(latent) if chunk.fields[i].kind == CODED]
@@ -239,6 +251,13 @@ def decode(buf) -> np.ndarray:
             result[i] = np.nan
         if f.has_mask:
             result[i][mask_of[i]] = np.nan
+        # the encoder refuses infinities: a decoded one (or a NaN off the mask) means a
+        # header or section that no encoder wrote
+        bad = ~np.isfinite(result[i]) if f.kind != ALL_NAN else None
+        if bad is not None and f.has_mask:
+            bad &= ~mask_of[i]
+        if bad is not None and bad.any():
+            raise ValueError(f"cra5 chunk decodes to non-finite values in field {i}: its header or data is damaged")
     result = result.reshape(chunk.shape)
     # zarr v2 arrays with order="F" hand over and expect chunks in Fortran memory order
     return np.asfortranarray(result) if chunk.fortran else result
@@ -269,7 +288,7 @@ def _decode_latents(chunk: bitstream.Chunk, latent: list[int]):
         raise
     except Exception as e:  # constriction reports exhausted or invalid streams this way
         raise ValueError(f"cra5 chunk's entropy-coded data is invalid: {e}") from None
-    if bitstream.symbol_check(z_sym, y_sym) != chunk.symbol_check:
+    if bitstream.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes) != chunk.symbol_check:
         raise ValueError("cra5 chunk decoded to different symbols than were encoded: the "
                          "stream is damaged, or this machine's hyper-synthesis rounds "
                          "differently from the encoder's")

@@ -34,8 +34,8 @@ def test_header_of_coded_field_is_small(era5_regridded):
 
 def test_layout(era5_regridded):
     b = pipeline.encode(era5_regridded[:1, :2].astype(np.float64), quality=2)
-    # plain chunks are still written as version 2, byte for byte the format of before
-    assert b[:2] == b"C5" and b[2] == 2 and bitstream.VERSION == 3
+    # every chunk is written in the current version (4: a 4-byte symbol check)
+    assert b[:2] == b"C5" and b[2] == bitstream.VERSION == 4
     assert b[8] == 0x80  # float64 flag; the quality is in each field record
     assert b[9] == 4  # ndim
     assert struct.unpack("<I", b[-4:])[0] == zlib.crc32(b[:-4])
@@ -118,14 +118,19 @@ def test_masks_roundtrip():
     assert bitstream.pack_masks([]) == b"" and bitstream.unpack_masks(b"", 0, (3, 3)) == []
     with pytest.raises(ValueError, match="mask"):
         bitstream.unpack_masks(b"not zlib", 1, (3, 3))
-    with pytest.raises(ValueError, match="too short"):
+    with pytest.raises(ValueError, match="does not inflate"):  # fewer or more bytes than the masks need
         bitstream.unpack_masks(data, 5, (33, 49))
+    with pytest.raises(ValueError, match="does not inflate"):
+        bitstream.unpack_masks(data, 3, (33, 49))
+    with pytest.raises(ValueError, match="does not inflate"):  # a zip bomb inflates no further than needed
+        bitstream.unpack_masks(zlib.compress(bytes(10 ** 8)), 1, (33, 49))
 
 
 def test_symbol_check():
     a = np.arange(-50, 50).reshape(10, 10)
     c = bitstream.symbol_check(a, a[::-1])
-    assert 0 <= c < 2 ** 16
+    assert 0 <= c < 2 ** 32
+    assert c & 0xFFFF == bitstream.symbol_check(a, a[::-1], nbytes=2)  # versions 2 and 3
     assert c == bitstream.symbol_check(a.astype(np.int64), a[::-1].copy())
     assert c != bitstream.symbol_check(a[::-1], a)
 
@@ -146,3 +151,35 @@ def test_version_1_chunks_still_decode(monkeypatch):
     assert [f.quality for f in ch.fields if f.kind == CODED] == [2, 2]
     np.testing.assert_allclose(pipeline.decode(old), np.load(here / "format_v1_decoded.npy"),
                                rtol=1e-6, atol=1e-4, equal_nan=True)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_version_2_and_3_chunks_still_decode(version):
+    """Chunks written by cra5codec before format version 4 (2-byte symbol check; v3: a
+    residual CRC over the integers only), two hourly UK t2m fields with a NaN corner:
+    v2 plain at quality 3, v3 bounded (0.05 K, network level 2), decode as they did."""
+    from pathlib import Path
+
+    here = Path(__file__).parent / "data"
+    old = (here / f"format_v{version}.cra5").read_bytes()
+    ch = unpack(old)
+    assert old[2] == ch.version == version and ch.check_bytes == 2
+    want = np.load(here / f"format_v{version}_decoded.npy")
+    got = pipeline.decode(old)
+    if version == 3:  # bounded: exact to the bit
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4, equal_nan=True)
+    # and the damaged ones are still refused by the old, shorter checks
+    b = bytearray(old)
+    b[len(b) // 2] ^= 0x10
+    with pytest.raises(ValueError, match="cra5"):
+        pipeline.decode(bytes(b))
+    with pytest.raises(ValueError, match="cra5"):
+        pipeline.decode(fix_crc(b))
+
+
+def fix_crc(buf) -> bytes:
+    buf = bytearray(buf)
+    buf[-4:] = struct.pack("<I", zlib.crc32(bytes(buf[:-4])))
+    return bytes(buf)

@@ -62,7 +62,7 @@ def test_relative_bound_on_era5(era5_regridded, rel):
     y, b = roundtrip(x, max_rel_error=rel)
     assert (max_error(x, y) <= rel * field_range(x)).all()
     ch = unpack(b)
-    assert ch.relative and b[2] == 3 and {f.bound for f in ch.fields} == {rel}
+    assert ch.relative and b[2] == 4 and {f.bound for f in ch.fields} == {rel}
 
 
 def test_bounded_beats_sz3_like_baseline_at_loose_bounds(era5_regridded):

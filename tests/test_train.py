@@ -118,7 +118,7 @@ def test_exported_weights_drive_the_codec(runs, monkeypatch, era5_regridded):
         assert y.shape == x.shape and np.isfinite(y).all()
         assert weights.available_qualities(name) == list(range(1, len(DEFAULT_LAMBDAS) + 1))
     finally:
-        weights.weights_tag.cache_clear()
+        weights.sha256.cache_clear()
         weights.metadata.cache_clear()
 
 

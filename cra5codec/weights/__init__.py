@@ -16,6 +16,13 @@ HERE = Path(__file__).parent
 
 #: model id (written in every chunk; never reuse one) -> model name (= file stem)
 MODELS = {1: "vaeformer-s", 2: "vaeformer-s2", 3: "vaeformer-s3"}
+#: the SHA-256 of each shipped weights file (a model missing here, e.g. a candidate
+#: being benchmarked, is used unchecked)
+SHA256 = {
+    "vaeformer-s": "5812e8365937a89db80c1fd3caf065f8a278e01944f2003c2fe5a33ae1b9c9fa",
+    "vaeformer-s2": "1ed0f16176eb6435c80f510b34161e46631e706b91dbd442c008a614fbf28fba",
+    "vaeformer-s3": "354286911485f854ebdbc6d8d16714109c67feb7dc89fd18164dd296f6d01168",
+}
 #: the model new chunks are written with; every model in MODELS stays to read old chunks
 DEFAULT_MODEL = "vaeformer-s3"
 #: the codec's default quality level: the middle of the default model's seven, a balance
@@ -49,9 +56,19 @@ def weights_path(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
+def sha256(name: str) -> str:
+    """The SHA-256 (hex) of the model's weights file, checked against :data:`SHA256`."""
+    path = weights_path(name)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if name in SHA256 and digest != SHA256[name]:
+        raise ValueError(f"weights file {path} of cra5codec model {name!r} is damaged or altered "
+                         f"(SHA-256 {digest}, expected {SHA256[name]}); reinstall cra5codec")
+    return digest
+
+
 def weights_tag(name: str) -> bytes:
     """First 4 bytes of the SHA-256 of the weights file (written in every chunk)."""
-    return hashlib.sha256(weights_path(name).read_bytes()).digest()[:4]
+    return bytes.fromhex(sha256(name))[:4]
 
 
 @functools.lru_cache(maxsize=None)
