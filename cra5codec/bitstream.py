@@ -34,8 +34,9 @@ little-endian, ``varint`` = unsigned LEB128::
     then, if any field has latents (coded, or bounded at a level >= 1):
             varint   length of the ANS section in bytes (a multiple of 4)
             ...      constriction ANS words (uint32): z of all those fields, then y
-            4        symbol check: CRC-32 of the decoded integer symbols (version 2, 3:
-                     its low 16 bits, in 2 bytes)
+            4        symbol check: CRC-32 of the decoded integer symbols, XOR the CRC-32
+                     of every byte before the first section (version 2, 3: the symbols'
+                     CRC alone, its low 16 bits, in 2 bytes)
     then, if any field is bounded (version 3):
             varint   length of the residual section, which holds:
               per bounded field: varint length, then its coded residual
@@ -45,7 +46,8 @@ little-endian, ``varint`` = unsigned LEB128::
               each:    varint field number (among the bounded), varint flat index,
                        the value (in the chunk's dtype)
               4        CRC-32 of the integers m of every bounded field (int64, in order),
-                       continued over the exception records (version 3: the m only)
+                       continued over the exception records, XOR the CRC-32 of every
+                       byte before the first section (version 3: of the m only)
     then, if any field is exact (version 3):
             varint   length, then zlib-compressed raw values of those fields (dtype)
     last    4        CRC-32 of every byte before it
@@ -166,6 +168,12 @@ class Chunk:
         return [i for i, f in enumerate(self.fields)
                 if f.kind == CODED or (f.kind == BOUNDED and f.quality > 0)]
 
+    def header_check(self) -> int:
+        """CRC-32 of the header as the fields describe it (version 4; 0 before): mixed
+        into the section checks, so a header that no longer fits its sections (another
+        shape, mean, level, bound) fails them even where the trailing CRC was forged."""
+        return zlib.crc32(_header(self)) if self.version >= 4 else 0
+
     @property
     def check_bytes(self) -> int:
         """Size of the symbol check: the whole CRC-32 since version 4."""
@@ -207,8 +215,8 @@ class _Reader:
                 raise ValueError("cra5 chunk has a malformed length field")
 
 
-def pack(chunk: Chunk) -> bytes:
-    """Serialise ``chunk`` (see the module docstring for the layout) in its version."""
+def _header(chunk: Chunk) -> bytearray:
+    """The chunk's bytes up to its sections: fixed header, shape, field records."""
     f64 = np.dtype(chunk.dtype) == np.float64
     out = bytearray(MAGIC)
     version = chunk.version
@@ -229,10 +237,16 @@ def pack(chunk: Chunk) -> bytes:
                 out += struct.pack("<dd", f.bound, f.unit)
         elif f.kind == CONSTANT:
             out += struct.pack("<d" if f64 else "<f", f.value)
+    return out
+
+
+def pack(chunk: Chunk) -> bytes:
+    """Serialise ``chunk`` (see the module docstring for the layout) in its version."""
+    out = _header(chunk)
     if any(f.has_mask for f in chunk.fields):
         out += _varint(len(chunk.masks)) + chunk.masks
     if chunk.latent_fields:
-        check = struct.pack("<I", chunk.symbol_check)[:chunk.check_bytes]
+        check = struct.pack("<I", chunk.symbol_check ^ chunk.header_check())[:chunk.check_bytes]
         out += _varint(len(chunk.ans)) + chunk.ans + check
     if any(f.kind == BOUNDED for f in chunk.fields):
         out += _varint(len(chunk.residual)) + chunk.residual
@@ -298,13 +312,15 @@ def unpack(buf) -> Chunk:
         fields.append(f)
     chunk = Chunk(model_id, tag, dtype, shape, fields, bool(dq & 0x40), version >= 3 and bool(dq & 1),
                   version=version)
+    if not chunk.latent_fields and (model_id or tag != bytes(4)):  # as the encoder writes them
+        raise ValueError("cra5 chunk names a model but has no fields that need one")
     if any(f.has_mask for f in fields):
         chunk.masks = r.take(r.varint())
     if chunk.latent_fields:
         chunk.ans = r.take(r.varint())
         if len(chunk.ans) % 4:
             raise ValueError("cra5 chunk's entropy-coded section is not whole 32-bit words")
-        chunk.symbol_check = int.from_bytes(r.take(chunk.check_bytes), "little")
+        chunk.symbol_check = int.from_bytes(r.take(chunk.check_bytes), "little") ^ chunk.header_check()
     if any(f.kind == BOUNDED for f in fields):
         chunk.residual = r.take(r.varint())
     if any(f.kind == EXACT for f in fields):

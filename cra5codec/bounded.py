@@ -134,7 +134,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
         exceptions += [(j, int(k), x.flat[k]) for k in bad]
     records = _varint(len(exceptions)) + b"".join(
         _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes() for j, k, v in exceptions)
-    chunk.residual = bytes(out) + records + struct.pack("<I", zlib.crc32(records, crc))
+    chunk.residual = bytes(out) + records + struct.pack("<I", zlib.crc32(records, crc) ^ chunk.header_check())
 
 
 def _bases(rt, y_hat, levels, infos, shape):
@@ -216,7 +216,7 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
             result[i] = (f.mean + f.unit * m).astype(chunk.dtype)
         if chunk.version >= 4:  # the exception records are checked too
             crc = zlib.crc32(chunk.residual[start:r.end], crc)
-        if crc != crc_want:
+        if crc ^ chunk.header_check() != crc_want:
             raise ValueError("cra5 chunk's bounded fields decoded to different values than were "
                              "encoded: the data is damaged, or this machine's network prediction "
                              "differs from the encoder's")

@@ -224,7 +224,11 @@ def _channel_table(shape) -> np.ndarray:
 # ------------------------------------------------------------------------------ decode
 def decode(buf) -> np.ndarray:
     """Decompress one cra5 chunk into a new array of its recorded shape and dtype."""
-    chunk = bitstream.unpack(buf)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged headers overflow: refused below
+        return _decode(bitstream.unpack(buf))
+
+
+def _decode(chunk: bitstream.Chunk) -> np.ndarray:
     h, w = chunk.shape[-2:]
     n = len(chunk.fields)
     result = np.empty((n, h, w), dtype=chunk.dtype)
