@@ -336,11 +336,8 @@ def decompress(src: str, dest: str, zarr_format: int = 3, storage_options: dict 
     ds = ds.drop_encoding().assign_attrs({ATTR: {**prov, "decompressed_from": src}} if prov else {})
     write = ds.to_zarr(data.store_for(dest, storage_options), mode="w", zarr_format=zarr_format,
                        consolidated=True, compute=False)
-    if progress:
-        from dask.diagnostics import ProgressBar
+    from tqdm.dask import TqdmCallback
 
-        with ProgressBar():
-            write.compute()
-    else:
+    with TqdmCallback(desc="cra5 decompress", unit="task", disable=not progress):  # the bar of the other commands
         write.compute()
 

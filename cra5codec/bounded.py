@@ -38,9 +38,9 @@ K = 64
 MAX_UNITS = 2.0 ** 50
 
 
-def field_bounds(bound, shape) -> np.ndarray:
+def field_bounds(bound, shape, relative: bool = False) -> np.ndarray:
     """One requested bound per field: a single value, or one per variable (axis -3)."""
-    return pipeline.field_targets(bound, shape)
+    return pipeline.field_targets(bound, shape, "max_rel_error" if relative else "max_abs_error")
 
 
 def unit_for(bound: float, valid: np.ndarray, mean: float, dtype) -> float | None:
@@ -78,7 +78,7 @@ def encode(arr, bound, relative: bool = False, quality: int | None = None,
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
     chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran, relative)
     chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
-    requested = field_bounds(bound, arr.shape)
+    requested = field_bounds(bound, arr.shape, relative)
     fields, absolute, exact = [], [], []
     for i, f in enumerate(infos):
         if f.kind != CODED:

@@ -25,7 +25,8 @@ def _demo(args) -> int:
     from .demo import roundtrip
 
     shape = None if args.regrid == "none" else tuple(int(n) for n in args.regrid.lower().split("x"))
-    rows = roundtrip(args.source, args.out, args.quality, args.zarr_format, shape, args.variables, args.overwrite)
+    isel = {k: slice(a, b) for k, a, b in _pairs(args.isel, "--isel", _span)}
+    rows = roundtrip(args.source, args.out, args.quality, args.zarr_format, shape, args.variables, args.overwrite, isel)
     src = args.source or "the shipped ERA5 sample (2026-03-25 00Z)"
     print(f"{src} -> {args.out} (Zarr format {args.zarr_format}, quality {args.quality})\n")
     return _report(rows, args.json)
@@ -86,6 +87,14 @@ def _pairs(values, flag, convert):
     return tuple(out)
 
 
+def _span(text: str) -> tuple:
+    """START:STOP (either may be empty) -> (start, stop)."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"--isel takes DIM=START:STOP, not {text!r}")
+    return tuple(int(n) if n else None for n in parts)
+
+
 def _options(text):
     return json.loads(text) if text else {}
 
@@ -102,13 +111,13 @@ def _compress(args) -> int:
     from .codec import check_mode
 
     settings = {k: v for k, v in thaw(codec).items() if k != "model"}
-    names = {n for v in settings.values() if isinstance(v, dict) for n in v} or {None}
+    names = {n for v in settings.values() if isinstance(v, dict) for n in v} | {None}
     for n in names:  # every variable's settings are checked before any work starts
         check_mode(**{k: (v.get(n) if isinstance(v, dict) else v) for k, v in settings.items()})
     job = Job(source=args.source, dest=args.dest, codec=codec,
               variables=tuple(args.variables) if args.variables else None, regrid=shape,
               chunks=_pairs(args.chunks, "--chunks", lambda x: (int(x),)),
-              isel=_pairs(args.isel, "--isel", lambda x: tuple(int(n) if n else None for n in x.split(":"))),
+              isel=_pairs(args.isel, "--isel", _span),
               zarr_format=args.zarr_format, storage_options=tuple(sorted(opts.items())))
     out = compress(job, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
                    progress=not args.quiet)
@@ -192,6 +201,8 @@ def main(argv=None) -> int:
     d.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
     d.add_argument("--regrid", default="128x256", help="regrid global fields to LATxLON, or 'none' (default: %(default)s)")
     d.add_argument("--variables", nargs="+", help="variables to compress (default: all with lat/lon)")
+    d.add_argument("--isel", nargs="+", metavar="DIM=START:STOP", help="compress only part of the source, "
+                   "e.g. time=0:2")
     d.add_argument("--json", help="also write the report as JSON here")
     d.set_defaults(func=_demo)
 

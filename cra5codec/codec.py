@@ -124,10 +124,12 @@ class CRA5Codec(Codec):
         return {"id": self.codec_id, **mode_config(self._mode), "model": self.model}
 
     def encode(self, buf):
+        if isinstance(buf, np.generic):  # a numpy scalar: refused below for its shape
+            buf = np.asarray(buf)
         if not isinstance(buf, np.ndarray) or buf.dtype.kind != "f":
-            raise ValueError(
-                "CRA5Codec needs the chunk as a float32/float64 array shaped (..., lat, lon); got "
-                f"{type(buf).__name__} {getattr(buf, 'dtype', '')} -- place it first, without byte filters")
+            got = f"{buf.dtype} data" if isinstance(buf, np.ndarray) else f"a {type(buf).__name__} object"
+            raise ValueError(f"CRA5Codec needs the chunk as a float32/float64 array shaped (..., lat, lon), not "
+                             f"{got} -- place it first, without byte filters")
         return encode_chunk(buf, self.model, **self._mode)
 
     def decode(self, buf, out=None):

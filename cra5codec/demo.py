@@ -40,14 +40,20 @@ def prepare(ds, variables=None, shape=data.TARGET_SHAPE):
 
 
 def roundtrip(src=None, out="cra5-demo.zarr", quality: int = DEFAULT_QUALITY, zarr_format: int = 3,
-              shape=data.TARGET_SHAPE, variables=None, overwrite: bool = False) -> list[dict]:
+              shape=data.TARGET_SHAPE, variables=None, overwrite: bool = False, isel=None) -> list[dict]:
     """Compress ``src`` (a path xarray opens; None = the shipped sample) into the Zarr
-    store ``out`` and return one report row per variable."""
+    store ``out`` and return one report row per variable; ``isel`` maps dimensions to
+    the slices to keep, e.g. ``{"time": slice(0, 24)}``."""
     import xarray as xr
 
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
     ds = data.sample_dataset() if src is None else data.open_dataset(src)
+    if isel:
+        missing = set(isel) - set(ds.dims)
+        if missing:
+            raise ValueError(f"--isel names dimensions the dataset lacks: {sorted(missing)} (it has {sorted(ds.dims)})")
+        ds = ds.isel(isel)
     ds = prepare(ds, variables, shape)
     ds.to_zarr(out, mode="w", encoding=xarray_encoding(ds, zarr_format, quality=quality),
                zarr_format=zarr_format, consolidated=False)

@@ -6,7 +6,7 @@ from .data import data_variables, lat_lon_names
 from .weights import DEFAULT_MODEL
 
 
-def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, quality=None,
+def xarray_encoding(ds, zarr_format: int | None = None, model: str = DEFAULT_MODEL, quality=None,
                     chunks="field", **mode) -> dict:
     """The ``encoding`` argument of ``Dataset.to_zarr`` that compresses every float
     variable with latitude and longitude dimensions with cra5.
@@ -14,13 +14,16 @@ def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, qualit
     Parameters
     ----------
     ds : xarray.Dataset
-    zarr_format : {2, 3}
-        Format 2 puts a :class:`CRA5Codec` in ``compressors``; format 3 a
-        :class:`CRA5Serializer` in ``serializer``.
+    zarr_format : {2, 3, None}
+        The format ``to_zarr`` will write: format 2 puts a :class:`CRA5Codec` in
+        ``compressors``, format 3 a :class:`CRA5Serializer` in ``serializer``. None
+        (default) follows zarr's default format, as ``to_zarr`` does (3 unless
+        ``zarr.config`` says otherwise); give the same value to both.
     quality, target_rmse, max_abs_error, max_rel_error
         As :class:`CRA5Codec`; each may also be a dict ``{variable name: value}``, e.g.
         ``max_abs_error={"t2m": 0.5, "msl": 20.0}``; a variable missing from such a dict
-        is left to zarr's default compression.
+        gets the codec's default for that setting (so with only per-variable bounds,
+        the unnamed variables are coded at the default quality level).
     chunks : "field" or None
         "field" (default): one (lat, lon) field per chunk; None: xarray's choice.
 
@@ -36,6 +39,10 @@ def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, qualit
     unknown = set(mode) - set(MODES)
     if unknown:
         raise TypeError(f"unknown cra5 setting(s) {sorted(unknown)}; expected {MODES}")
+    if zarr_format is None:
+        import zarr
+
+        zarr_format = zarr.config.get("default_zarr_format")
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
     settings = {"quality": quality, **mode}
@@ -47,23 +54,15 @@ def xarray_encoding(ds, zarr_format: int = 2, model: str = DEFAULT_MODEL, qualit
                 raise ValueError(f"{key} names variables the dataset lacks: {sorted(missing)}")
     encoding = {}
     for name in names:
-        kwargs = {}
-        for key, value in settings.items():
-            if isinstance(value, dict):
-                if name not in value:
-                    break
-                value = value[name]
-            kwargs[key] = value
+        kwargs = {key: value.get(name) if isinstance(value, dict) else value for key, value in settings.items()}
+        if zarr_format == 2:
+            enc = {"compressors": CRA5Codec(model=model, **kwargs), "filters": None}
         else:
-            enc = {}
-            if zarr_format == 2:
-                enc.update(compressors=CRA5Codec(model=model, **kwargs), filters=None)
-            else:
-                from .zarr3 import CRA5Serializer
+            from .zarr3 import CRA5Serializer
 
-                enc.update(serializer=CRA5Serializer(model=model, **kwargs), compressors=None)
-            if chunks == "field":
-                lat, lon = lat_lon_names(ds[name])
-                enc["chunks"] = tuple(ds.sizes[d] if d in (lat, lon) else 1 for d in ds[name].dims)
-            encoding[name] = enc
+            enc = {"serializer": CRA5Serializer(model=model, **kwargs), "compressors": None}
+        if chunks == "field":
+            lat, lon = lat_lon_names(ds[name])
+            enc["chunks"] = tuple(ds.sizes[d] if d in (lat, lon) else 1 for d in ds[name].dims)
+        encoding[name] = enc
     return encoding

@@ -135,15 +135,15 @@ def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarra
     return y_sym + mu
 
 
-def field_targets(target_rmse, shape) -> np.ndarray:
-    """One target RMSE per field of a chunk of ``shape``: a single value for all, or one
-    per variable (the axis before lat, lon)."""
+def field_targets(target_rmse, shape, what: str = "target_rmse") -> np.ndarray:
+    """One target RMSE (or the setting ``what``) per field of a chunk of ``shape``: a
+    single value for all, or one per variable (the axis before lat, lon)."""
     t = np.atleast_1d(np.asarray(target_rmse, dtype=np.float64))
     n = int(np.prod(shape[:-2], dtype=np.int64))
     if t.size == 1:
         return np.full(n, t[0])
     if len(shape) < 3 or shape[-3] != t.size:
-        raise ValueError(f"{t.size} target RMSEs were given, one per variable, but the chunk of shape "
+        raise ValueError(f"{t.size} {what} values were given, one per variable, but the chunk of shape "
                          f"{tuple(shape)} has {shape[-3] if len(shape) >= 3 else 1} variable(s) on axis -3")
     return np.tile(t, n // t.size)
 

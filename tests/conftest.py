@@ -120,3 +120,31 @@ def small_chunk(eda_zt) -> bytes:
     x[1, 2] = np.nan
     x[1, 0, :10] = np.nan
     return pipeline.encode(x)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A local S3 server (moto, loopback only) with a bucket "cra5-bucket"; its URL."""
+    import socket
+
+    pytest.importorskip("moto")
+    s3fs = pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    url = f"http://127.0.0.1:{port}"
+    s3fs.S3FileSystem(endpoint_url=url).mkdir("cra5-bucket")
+    yield url
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

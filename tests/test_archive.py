@@ -4,10 +4,8 @@ and an S3 destination served locally by moto."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -181,31 +179,6 @@ def test_codecs_pickle_for_dask():
 
 
 # ----------------------------------------------------------------------- S3
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    pytest.importorskip("moto")
-    s3fs = pytest.importorskip("s3fs")
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    url = f"http://127.0.0.1:{port}"
-    s3fs.S3FileSystem(endpoint_url=url).mkdir("cra5-bucket")
-    yield url
-    server.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def test_s3_destination_via_a_local_s3_server(data_dir, store, s3_endpoint, tmp_path):
     opts = json.dumps({"endpoint_url": s3_endpoint})
     url = "s3://cra5-bucket/era5.zarr"

@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 from cra5codec import CRA5Codec, CRA5Serializer, bitstream, pipeline, residual
 from cra5codec.bitstream import BOUNDED, CONSTANT, EXACT, unpack
 from cra5codec.encoding import xarray_encoding
+from cra5codec.weights import DEFAULT_QUALITY
 
 
 
@@ -116,8 +117,12 @@ def test_xarray_encoding_by_variable_name(era5_ds, tmp_path):
         back = xr.open_zarr(store, zarr_format=fmt, consolidated=False).load()
         for v, b in bounds.items():
             assert (max_error(ds[v].values, back[v].values) <= b).all(), v
+    # format as to_zarr's default (3); variables without a bound keep the default level
     enc = xarray_encoding(ds, max_abs_error={"t2m": 0.5})
-    assert list(enc) == ["t2m"] and enc["t2m"]["chunks"] == (1, 181, 360)
+    assert set(enc) == set(ds.data_vars) and enc["t2m"]["chunks"] == (1, 181, 360)
+    assert enc["t2m"]["serializer"].max_abs_error == 0.5 and enc["t2m"]["compressors"] is None
+    assert enc["msl"]["serializer"].max_abs_error is None and enc["msl"]["serializer"].quality == DEFAULT_QUALITY
+    assert isinstance(xarray_encoding(ds, 2, max_abs_error={"t2m": 0.5})["msl"]["compressors"], CRA5Codec)
     with pytest.raises(ValueError, match="lacks"):
         xarray_encoding(ds, max_abs_error={"z500": 1.0})
 

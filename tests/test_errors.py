@@ -239,3 +239,17 @@ def test_crc_fixed_corruption_valueerror_or_array(small_chunk, data):
 def test_arbitrary_bytes_valueerror(buf):
     with pytest.raises(ValueError):
         pipeline.decode(buf)
+
+
+def test_messages_name_what_is_wrong(era5_regridded):
+    """A wrong-length bound list names the bound; a 0-D input names its shape."""
+    x = era5_regridded[0]
+    for kw in ("max_abs_error", "max_rel_error"):
+        with pytest.raises(ValueError, match=f"3 {kw} values .* 5 variable"):
+            CRA5Codec(**{kw: [0.1, 0.2, 0.3]}).encode(x)
+    with pytest.raises(ValueError, match=r"lat, lon\), got shape \(\)"):
+        CRA5Codec().encode(np.float32(1.0))
+    with pytest.raises(ValueError, match="not int32 data"):
+        CRA5Codec().encode(np.zeros((4, 4), np.int32))
+    with pytest.raises(ValueError, match="not a bytes object"):
+        CRA5Codec().encode(b"1234")

@@ -98,7 +98,7 @@ def test_quality_and_target_are_exclusive():
 
 
 def test_wrong_number_of_targets(era5_regridded):
-    with pytest.raises(ValueError, match="3 target RMSEs .* 5 variable"):
+    with pytest.raises(ValueError, match="3 target_rmse values .* 5 variable"):
         CRA5Codec(target_rmse=[1.0, 2.0, 3.0]).encode(era5_regridded[0])
 
 
