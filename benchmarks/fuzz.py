@@ -404,11 +404,14 @@ def generate(corpus, kind: str, n: int, fix_share: float, seed: int):
 
 
 def fuzz(kind: str = "agnostic", cases: int = 3000, workers: int = 2, seed: int = 0, fix_share: float = 0.5,
-         timeout: float = 30.0, memory_gb: float = 6.0, data_dir: Path | None = None, progress: bool = True) -> dict:
-    """Run ``cases`` mutations; returns counts per outcome (and per corpus chunk), the
-    slowest decode and examples of every failure."""
-    data_dir = Path(data_dir or os.environ.get("CRA5CODEC_DATA") or ROOT.parent / "shared" / "data")
-    corpus = _in_worker(build_corpus, data_dir)
+         timeout: float = 30.0, memory_gb: float = 6.0, data_dir: Path | None = None, progress: bool = True,
+         corpus=None) -> dict:
+    """Run ``cases`` mutations (of ``corpus``, by default :func:`build_corpus`'s);
+    returns counts per outcome (and per corpus chunk), the slowest decode and examples
+    of every failure."""
+    if corpus is None:
+        data_dir = Path(data_dir or os.environ.get("CRA5CODEC_DATA") or ROOT.parent / "shared" / "data")
+        corpus = _in_worker(build_corpus, data_dir)
     refs = _in_worker(_decode_all, [b for _, b in corpus])
     counts, per_chunk, examples, altered = Counter(), {name: Counter() for name, _ in corpus}, {}, Counter()
     t0 = time.monotonic()

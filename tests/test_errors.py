@@ -253,3 +253,78 @@ def test_messages_name_what_is_wrong(era5_regridded):
         CRA5Codec().encode(np.zeros((4, 4), np.int32))
     with pytest.raises(ValueError, match="not a bytes object"):
         CRA5Codec().encode(b"1234")
+
+
+# ------------------------------------------------------------------------------ hostile headers
+def _reshaped(buf: bytes, shape) -> bytes:
+    """``buf`` with its shape replaced (every other byte kept), CRC recomputed."""
+    from cra5codec import bitstream
+
+    ch = unpack(buf)
+    r = bitstream._Reader(buf, len(buf))
+    r.pos = 10
+    for _ in ch.shape:
+        r.varint()
+    head = bytearray(buf[:10])
+    head[9] = len(shape)
+    return fix_crc(bytes(head) + b"".join(bitstream._varint(n) for n in shape) + buf[r.pos:])
+
+
+def test_a_small_chunk_declaring_a_huge_field_is_refused_before_any_work(era5_chunk):
+    import time
+
+    small = pipeline.encode(np.arange(32 * 256, dtype=np.float32).reshape(1, 32, 256) % 7)
+    assert len(small) < 4000
+    for buf in (small, era5_chunk):
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match="CRA5CODEC_MAX_FIELD_VALUES"):
+            pipeline.decode(_reshaped(buf, (1, 65535, 256)))
+        assert time.perf_counter() - t0 < 0.5
+    with pytest.raises(ValueError, match="CRA5CODEC_MAX_FIELD_VALUES"):  # the encoder refuses it too
+        pipeline.encode(np.zeros((1, 4096, 4096), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 256), (0, 128, 256), (2 ** 63, 128, 256), (2 ** 64 - 1, 1, 1),
+                                   (1, 2 ** 63, 2 ** 63), (1, 2 ** 70, 1), (3, 128, 256), (1, 5, 129, 256)])
+def test_declared_shapes_that_do_not_fit_are_valueerrors(era5_chunk, shape):
+    with pytest.raises(ValueError, match="cra5"):
+        pipeline.decode(_reshaped(era5_chunk, shape))
+
+
+def test_limits_are_documented_and_can_be_raised(monkeypatch, era5_chunk, era5_regridded):
+    from cra5codec import bitstream
+
+    assert "CRA5CODEC_MAX_CHUNK_VALUES" in bitstream.__doc__ and "CRA5CODEC_MAX_FIELD_VALUES" in bitstream.__doc__
+    monkeypatch.setenv("CRA5CODEC_MAX_CHUNK_VALUES", "100000")
+    with pytest.raises(ValueError, match="over the limit of 100000; .*CRA5CODEC_MAX_CHUNK_VALUES"):
+        pipeline.decode(era5_chunk)  # 5 x 128 x 256 values
+    with pytest.raises(ValueError, match="CRA5CODEC_MAX_CHUNK_VALUES"):
+        CRA5Codec().encode(era5_regridded[:1])
+    monkeypatch.setenv("CRA5CODEC_MAX_CHUNK_VALUES", str(5 * 128 * 256))
+    assert pipeline.decode(era5_chunk).shape == (1, 5, 128, 256)
+    monkeypatch.setenv("CRA5CODEC_MAX_CHUNK_VALUES", "lots")
+    with pytest.raises(ValueError, match="positive integer"):
+        pipeline.decode(era5_chunk)
+
+
+def test_well_formed_headers_that_overflow_are_refused_not_decoded_to_infinity(small_chunk):
+    """A chunk re-packed with a mean or standard deviation that overflows float32 (so every
+    check but the output's finiteness passes) is refused."""
+    from cra5codec import bitstream
+
+    for change in ({"mean": 1e300}, {"std": 1e38, "mean": 3e38}, {"mean": -3.5e38}):
+        ch = unpack(small_chunk)
+        for k, v in change.items():
+            setattr(ch.fields[0], k, v)
+        with pytest.raises(ValueError, match="non-finite"):
+            pipeline.decode(bitstream.pack(ch))
+
+
+def test_forged_crc_over_a_changed_header_fails_the_section_checks(small_chunk):
+    """Version 4 mixes the header into the symbol check: a header edited with its CRC
+    recomputed (here the first field's mean) no longer fits its latents."""
+    b = bytearray(small_chunk)
+    pos = 10 + 4 + 1  # fixed header, four one-byte shape varints, kind byte: the mean
+    b[pos:pos + 8] = struct.pack("<d", struct.unpack("<d", bytes(b[pos:pos + 8]))[0] + 1.0)
+    with pytest.raises(ValueError, match="different symbols"):
+        pipeline.decode(fix_crc(b))
