@@ -60,8 +60,9 @@ Decoding checks every declared size before it allocates or runs the network: the
 shape against the bytes present (one field record per field; each section's length
 against the chunk) and against two limits a user can raise, ``CRA5CODEC_MAX_CHUNK_VALUES``
 (default 2**27 values: 512 MiB of float32) and ``CRA5CODEC_MAX_FIELD_VALUES`` (default
-2**23 grid points of one field as the network sees it, padded to multiples of 32: a
-0.1-degree global grid fits). Compressed sections inflate only to the size the shape
+2**21 grid points of one field as the network sees it, padded to multiples of 32: ERA5's
+0.25-degree global grid, 736 x 1440 padded, fits; the global attention makes a field's
+decode cost grow faster than its size, see ``benchmarks/limits.py``). Compressed sections inflate only to the size the shape
 implies, so a decode's memory and time are bounded by the declared, verified shape.
 The encoder refuses chunks beyond the same limits, so it never writes one the decoder
 refuses. Every failure is a ``ValueError``.
@@ -96,7 +97,7 @@ ALIGN = 32
 #: default decode limits (see the module docstring); the environment variables of the
 #: same names raise them
 MAX_CHUNK_VALUES = 2 ** 27
-MAX_FIELD_VALUES = 2 ** 23
+MAX_FIELD_VALUES = 2 ** 21
 
 
 def padded_size(n: int) -> int:
