@@ -150,13 +150,22 @@ def field_targets(target_rmse, shape, what: str = "target_rmse") -> np.ndarray:
 
 def quantise_latents(rt, mean: np.ndarray, levels: np.ndarray):
     """Posterior means at ``levels`` -> (y symbols, mu, y table indices, z symbols), as
-    the decoder will see them: z from the analysis (a batch at a time), then one
-    hyper-synthesis call over all of z, exactly as the decoder makes it."""
+    the decoder will see them: z from the analysis, then the hyper-synthesis, a batch
+    at a time, exactly as the decoder makes it."""
     n = latent_batch(rt, mean.shape)
     parts = [rt.analyse(mean[s:s + n], levels[s:s + n]) for s in range(0, len(mean), n)]
     y, z_sym = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    mu, y_table = rt.hyper(z_sym)
+    mu, y_table = hyper(rt, z_sym, n)
     return np.round(y - mu).astype(np.int64), mu, y_table, z_sym
+
+
+def hyper(rt, z_sym: np.ndarray, n: int):
+    """(mu, y table indices) of z symbols, ``n`` fields per hyper-synthesis call: its
+    float64 hidden maps for a chunk of thousands of fields would take gigabytes. The
+    encoder and the decoder batch alike (and float64 convolutions compute each field
+    on its own)."""
+    parts = [rt.hyper(z_sym[s:s + n]) for s in range(0, len(z_sym), n)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _rmse_at(rt, mean, fields, infos, levels) -> np.ndarray:
@@ -286,7 +295,7 @@ def _decode_latents(chunk: bitstream.Chunk, latent: list[int]):
     try:
         coder = entropy.new_decoder(np.frombuffer(chunk.ans, dtype="<u4"))
         z_sym = rt.z_coder.decode(coder, _channel_table(z_shape)).reshape(z_shape)
-        mu, y_table = rt.hyper(z_sym)
+        mu, y_table = hyper(rt, z_sym, batch_size((H, W)))
         y_sym = rt.y_coder.decode(coder, y_table.ravel()).reshape(mu.shape)
     except ValueError:
         raise
