@@ -414,6 +414,7 @@ def fuzz(kind: str = "agnostic", cases: int = 3000, workers: int = 2, seed: int 
         corpus = _in_worker(build_corpus, data_dir)
     refs = _in_worker(_decode_all, [b for _, b in corpus])
     counts, per_chunk, examples, altered = Counter(), {name: Counter() for name, _ in corpus}, {}, Counter()
+    slow = []  # the five slowest cases
     t0 = time.monotonic()
     state = {"done": 0, "slowest": 0.0}
 
@@ -426,6 +427,9 @@ def fuzz(kind: str = "agnostic", cases: int = 3000, workers: int = 2, seed: int 
             else:
                 status = detail
         counts[status] += 1
+        slow.append((round(seconds, 2), corpus[i][0], sorted(regions), status, str(detail)[:120]))
+        slow.sort(reverse=True)
+        del slow[5:]
         if status == "altered-values":
             altered.update(regions)
         per_chunk[corpus[i][0]][status] += 1
@@ -445,6 +449,7 @@ def fuzz(kind: str = "agnostic", cases: int = 3000, workers: int = 2, seed: int 
     return {"kind": kind, "cases": cases, "seed": seed, "crc_fixed_share": fix_share, "workers": workers,
             "timeout_s": timeout, "memory_gb": memory_gb, "seconds": round(time.monotonic() - t0, 1),
             "slowest_case_s": round(state["slowest"], 2),
+            "slowest_cases": [dict(zip(("seconds", "chunk", "regions", "outcome", "detail"), c)) for c in slow],
             "counts": {k: counts.get(k, 0) for k in OUTCOMES}, "failures": sum(counts[k] for k in FAILURES),
             "altered_by_region": dict(altered),
             "per_chunk": {k: dict(v) for k, v in per_chunk.items()}, "examples": examples,

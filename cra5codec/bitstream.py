@@ -58,14 +58,16 @@ is coded. An exact field is one whose bound is finer than its values' own precis
 
 Decoding checks every declared size before it allocates or runs the network: the
 shape against the bytes present (one field record per field; each section's length
-against the chunk) and against two limits a user can raise, ``CRA5CODEC_MAX_CHUNK_VALUES``
-(default 2**27 values: 512 MiB of float32) and ``CRA5CODEC_MAX_FIELD_VALUES`` (default
-2**21 grid points of one field as the network sees it, padded to multiples of 32: ERA5's
-0.25-degree global grid, 736 x 1440 padded, fits; the global attention makes a field's
-decode cost grow faster than its size, see ``benchmarks/limits.py``). Compressed sections inflate only to the size the shape
-implies, so a decode's memory and time are bounded by the declared, verified shape.
-The encoder refuses chunks beyond the same limits, so it never writes one the decoder
-refuses. Every failure is a ``ValueError``.
+against the chunk) and against two limits a user can raise in the environment:
+``CRA5CODEC_MAX_CHUNK_VALUES`` (default 2**26 values, 256 MiB of float32: 37 pressure
+levels of a 0.25-degree global grid fit) and ``CRA5CODEC_MAX_FIELD_VALUES`` (default
+2**21 grid points of one field as the network sees it, padded to multiples of 32:
+ERA5's 0.25-degree global grid fits; the global attention makes a field's cost grow
+faster than its size). Compressed sections inflate only to the size the shape implies,
+so a decode's time and memory are bounded by its declared, verified shape
+(``benchmarks/limits.py`` measures them at the limits). The encoder refuses chunks
+beyond the same limits, so it never writes one a reader with the defaults refuses.
+Every failure is a ``ValueError``.
 
 Each field has its own quality level, so a target-error chunk can give every variable
 the cheapest level that meets its target. A single 128 x 256 field costs 39 bytes of framing. The mean is float64 because
@@ -96,7 +98,7 @@ _HAS_MASK = 0x80
 ALIGN = 32
 #: default decode limits (see the module docstring); the environment variables of the
 #: same names raise them
-MAX_CHUNK_VALUES = 2 ** 27
+MAX_CHUNK_VALUES = 2 ** 26
 MAX_FIELD_VALUES = 2 ** 21
 
 

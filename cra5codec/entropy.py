@@ -53,9 +53,10 @@ def gaussian_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 def scale_index(scale: np.ndarray) -> np.ndarray:
-    """Index of the smallest table scale >= ``scale`` (conservative: never too narrow)."""
+    """Index of the smallest table scale >= ``scale`` (conservative: never too narrow),
+    as int16: a chunk has one per latent element, and 64 tables need no more."""
     idx = np.searchsorted(SCALE_TABLE, np.asarray(scale, dtype=np.float64), side="left")
-    return np.minimum(idx, len(SCALE_TABLE) - 1).astype(np.int64)
+    return np.minimum(idx, len(SCALE_TABLE) - 1).astype(np.int16)
 
 
 # --------------------------------------------------------------------------- ANS coding
