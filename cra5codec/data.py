@@ -17,6 +17,16 @@ ERA5_WEEK = "era5_1deg_week.zarr"
 #: time indices of ERA5_WEEK held out for validation (the latest, as the maintainers'
 #: held-out part is later still); training never reads them
 VALIDATION_TIMES = (13, 14, 15, 16)
+#: held-out parts of the other files, for validating on real layouts
+#: (``benchmarks/layouts.py``): a file named here with None is held out whole, one with
+#: ``{dim: slice}`` keeps that part out of :func:`training_corpus`
+HELD_OUT = {
+    "gfs_anl_26lev_1deg_namerica_20101026T12.nc": None,  # 26 levels, the densest vertical sampling
+    "era5_conus_0p25_19950714T12.nc": None,  # five co-located ERA5 variables at 0.25 degree
+    "era5_t2m_uk_201903.grib": {"time": slice(576, 744)},  # the last week of March, hourly
+    "nmc_storm_199601_6h_": {"timestep": slice(40, 64)},  # the last 24 six-hourly steps (6 files)
+    "era5_eda_z_t_3deg.grib": {"number": slice(5, 10)},  # ensemble members 5-9
+}
 
 _LAT_NAMES = ("latitude", "lat")
 _LON_NAMES = ("longitude", "lon")
@@ -152,6 +162,15 @@ def data_variables(ds):
     return out
 
 
+def held_out_part(name: str):
+    """What of the file ``name`` is held out: None (nothing), {} (all of it), or
+    ``{dim: slice}``."""
+    for prefix, part in HELD_OUT.items():
+        if name.startswith(prefix):
+            return {} if part is None else part
+    return None
+
+
 def era5_week(data_dir, split: str):
     """The ERA5 week as a Dataset, restricted to the ``'train'`` or ``'validation'`` times."""
     ds = open_dataset(Path(data_dir) / ERA5_WEEK)
@@ -173,7 +192,8 @@ def training_corpus(data_dir, shape=TARGET_SHAPE, extra=()) -> tuple[list[np.nda
     """Every training field in ``data_dir``: global fields regridded to ``shape`` and at
     their native resolution, regional fields as they are. Returns (arrays, names), each
     array (N, lat, lon) float32, named ``var@LATxLON`` (regridded), ``var@native`` (global)
-    or ``var@regional``; the validation times of the ERA5 week are excluded. ``extra``:
+    or ``var@regional``; the validation times of the ERA5 week and the :data:`HELD_OUT`
+    parts of the other files are excluded. ``extra``:
     more files or stores to add as they are (e.g. simulated fields from
     ``tools/held_suarez.py``), their names prefixed ``extra:``.
     """
@@ -181,7 +201,13 @@ def training_corpus(data_dir, shape=TARGET_SHAPE, extra=()) -> tuple[list[np.nda
     sources = [era5_week(data_dir, "train")]
     for f in sorted(data_dir.iterdir()):
         if f.name != ERA5_WEEK and f.suffix in (".nc", ".grib", ".grb", ".zarr"):
-            sources.append(open_dataset(f))
+            held = held_out_part(f.name)
+            if held is None:
+                sources.append(open_dataset(f))
+            elif held:  # the rest of the file
+                ds = open_dataset(f)
+                (dim, part), = held.items()
+                sources.append(ds.isel({dim: [i for i in range(ds.sizes[dim]) if i not in range(ds.sizes[dim])[part]]}))
     n_real = len(sources)
     sources += [open_dataset(Path(f)) for f in extra]
     arrays, names = [], []

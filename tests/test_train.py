@@ -291,3 +291,18 @@ def test_init_with_another_latent_width(runs, tmp_path):
     for k in kept:
         if k.startswith(("patch_embed", "g_s.blocks")):
             torch.testing.assert_close(s["model"][k], src[k], atol=1e-6, rtol=0)
+
+
+def test_training_corpus_leaves_out_the_held_out_layouts(data_dir):
+    """GFS and ERA5 CONUS whole, the last week of UK hours, the last 24 NMC steps and EDA
+    members 5-9 are for validation only (benchmarks/layouts.py)."""
+    from cra5codec import data
+
+    arrays, names = data.training_corpus(data_dir)
+    assert not any("Temperature_isobaric" in n or n.startswith("sp@") for n in names)  # GFS, CONUS
+    sizes = list(zip(names, (len(a) for a in arrays)))
+    assert ("t2m@regional", 744 - 168) in sizes  # UK hourly
+    assert ("p@regional", 64 - 24) in sizes and ("t@regional", 64 - 24) in sizes  # NMC storm
+    assert ("z@native", 5 * 4 * 2) in sizes  # EDA: 5 of 10 members x 4 times x 2 levels
+    assert data.held_out_part("nmc_storm_199601_6h_u500.nc") == {"timestep": slice(40, 64)}
+    assert data.held_out_part("ncep_r1_june_climo_17lev_t42.nc") is None
