@@ -19,7 +19,8 @@ little-endian, ``varint`` = unsigned LEB128::
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
             1        kind: 0 coded, 1 constant, 2 all NaN, 3 bounded, 4 exact;
-                     bit 7: has a NaN mask
+                     bit 7: has a NaN mask; bit 6 (version 4, bounded at quality 0
+                     only, never the first field): predicted from the previous field
             12       coded, bounded: mean (float64), standard deviation (float32)
             1        coded, bounded: quality level (1..63; bounded: 0 = no network) of
                      this field (not in version 1)
@@ -27,6 +28,9 @@ little-endian, ``varint`` = unsigned LEB128::
                      field's range when header bit 0 is set) and the unit u (float64):
                      values decode as mean + u * m for integers m, u = 2 * bound / 64
                      (or less, leaving room for the rounding to the dtype)
+            16       bounded, predicted from the previous field (itself bounded): the
+                     slope a and offset b (float64) of the prediction a * x' + b, x'
+                     the previous field's grid values mean' + u' * m'
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
     then, if any field has a NaN mask:
             varint   length of the mask section
@@ -94,6 +98,7 @@ CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT = 0, 1, 2, 3, 4
 _KINDS = {1: (CODED, CONSTANT, ALL_NAN), 2: (CODED, CONSTANT, ALL_NAN),
           3: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT), 4: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
 _HAS_MASK = 0x80
+_PREVIOUS = 0x40
 #: the network takes H and W in multiples of this (patch 8 x hyperprior stride 4)
 ALIGN = 32
 #: default decode limits (see the module docstring); the environment variables of the
@@ -145,6 +150,9 @@ class Field:
     quality: int = 0  # coded fields: the quality level (1..63); bounded: 0..63
     bound: float = 0.0  # bounded: the bound as given (absolute or relative)
     unit: float = 0.0  # bounded: the integer grid's step u
+    previous: bool = False  # bounded: predicted from the previous field (version 4)
+    slope: float = 0.0  # ... as slope * previous + offset
+    offset: float = 0.0
 
 
 @dataclasses.dataclass
@@ -231,13 +239,15 @@ def _header(chunk: Chunk) -> bytearray:
     for n in chunk.shape:
         out += _varint(n)
     for f in chunk.fields:
-        out.append(f.kind | (_HAS_MASK if f.has_mask else 0))
+        out.append(f.kind | (_HAS_MASK if f.has_mask else 0) | (_PREVIOUS if f.previous else 0))
         if f.kind in (CODED, BOUNDED):
             if not (1 if f.kind == CODED else 0) <= f.quality <= 63:
                 raise ValueError(f"quality must be in 1..63, not {f.quality}")
             out += struct.pack("<dfB", f.mean, f.std, f.quality)
             if f.kind == BOUNDED:
                 out += struct.pack("<dd", f.bound, f.unit)
+                if f.previous:
+                    out += struct.pack("<dd", f.slope, f.offset)
         elif f.kind == CONSTANT:
             out += struct.pack("<d" if f64 else "<f", f.value)
     return out
@@ -294,9 +304,12 @@ def unpack(buf) -> Chunk:
     fields = []
     for _ in range(n_fields):
         (k,) = r.unpack("B")
-        f = Field(kind=k & 0x7F, has_mask=bool(k & _HAS_MASK))
+        previous = version >= 4 and bool(k & _PREVIOUS)
+        f = Field(kind=k & (0x3F if previous else 0x7F), has_mask=bool(k & _HAS_MASK), previous=previous)
         if f.kind not in _KINDS[version]:
             raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
+        if previous and (f.kind != BOUNDED or not fields or fields[-1].kind != BOUNDED):
+            raise ValueError("cra5 chunk predicts a field from a previous field that is not bounded")
         if f.kind in (CODED, BOUNDED):
             f.mean, f.std = r.unpack("df")
             if not (np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0):
@@ -308,6 +321,10 @@ def unpack(buf) -> Chunk:
                 f.bound, f.unit = r.unpack("dd")
                 if not (np.isfinite(f.bound) and f.bound > 0 and np.isfinite(f.unit) and f.unit > 0):
                     raise ValueError("cra5 chunk has an invalid error bound")
+                if f.previous:
+                    f.slope, f.offset = r.unpack("dd")
+                    if f.quality or not (np.isfinite(f.slope) and np.isfinite(f.offset)):
+                        raise ValueError("cra5 chunk has an invalid prediction from the previous field")
         elif f.kind == CONSTANT:
             (f.value,) = r.unpack("d" if f64 else "f")
             if not np.isfinite(f.value):  # the encoder refuses infinities; NaN is ALL_NAN

@@ -7,6 +7,10 @@ prediction plus a multiple of ``K``, so ``|x - (mean + u * m)| <= bound``. The n
 only *predicts*: its reconstruction, rounded onto the same grid, is the ``base`` the
 residual coder interpolates around, pass by pass where that codes smaller. So
 
+* a field may instead be predicted from the field before it in the chunk (the previous
+  level, time step or member), mapped by a least-squares ``a * x' + b`` on the previous
+  field's decoded grid values; the encoder takes this prediction where its estimated
+  size is the smallest (no network is then run for the field);
 * the bound never depends on the network: a useless prediction costs bits, not
   accuracy, and the encoder drops the network for a field (quality 0) when the plain
   interpolation codes smaller than prediction plus latents;
@@ -104,15 +108,27 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
     infos = [chunk.fields[i] for i in fields]
     t = [(flat[i].astype(np.float64) - f.mean) / f.unit for i, f in zip(fields, infos)]
     levels, rt = np.zeros(len(fields), int), None
+    cost = None
     if quality != 0:
         rt = pipeline.runtime(model)
         post = pipeline.posterior_means(rt, flat, fields, chunk.fields)
         if quality is None:
-            levels = _best_levels(rt, post, t, infos)
+            levels, cost = _best_levels(rt, post, t, infos)
         else:
             if not 1 <= quality <= rt.qualities:
                 raise ValueError(f"quality must be in 0..{rt.qualities} for model {model!r}, not {quality}")
             levels[:] = quality
+    else:
+        cost = np.array([residual.encode_field(x, np.zeros(x.shape, np.int64), K, estimate=True) for x in t])
+    if cost is not None:  # a field may do better predicted from the one before it (a level, a step)
+        for j in range(1, len(fields)):
+            if fields[j] != fields[j - 1] + 1:
+                continue
+            f, proxy = infos[j], flat[fields[j - 1]].astype(np.float64)  # its decoded values, nearly
+            f.slope, f.offset = _affine(flat[fields[j]], proxy)
+            bits = 128 + residual.encode_field(t[j], _previous_base(f, proxy), K, estimate=True)
+            if bits < cost[j]:
+                f.previous, levels[j] = True, 0
     bases = [np.zeros(x.shape, np.int64) for x in t]
     net = np.flatnonzero(levels > 0)
     if net.size:
@@ -122,19 +138,45 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
         y_hat = pipeline.code_latents(rt, chunk, post[net], levels[net])
         for j, base in zip(net, _bases(rt, y_hat, levels[net], [infos[j] for j in net], t[0].shape)):
             bases[j] = base
-    out, crc, exceptions = bytearray(), 0, []
+    out, crc, exceptions, grid = bytearray(), 0, [], None
     for j, (i, f) in enumerate(zip(fields, infos)):
+        if f.previous:  # fitted again on what the decoder will have: the previous field's grid values
+            f.slope, f.offset = _affine(flat[i], grid)
+            bases[j] = _previous_base(f, grid)
+        else:
+            f.slope = f.offset = 0.0
         data, m = residual.encode_field(t[j], bases[j], K)
         out += _varint(len(data)) + data
         crc = zlib.crc32(m.tobytes(), crc)
+        grid = f.mean + f.unit * m
         x = flat[i]
-        x_hat = (f.mean + f.unit * m).astype(x.dtype)
+        x_hat = grid.astype(x.dtype)
         with np.errstate(invalid="ignore"):
             bad = np.flatnonzero(np.abs(x_hat.astype(np.float64) - x.astype(np.float64)) > bounds[j])
         exceptions += [(j, int(k), x.flat[k]) for k in bad]
     records = _varint(len(exceptions)) + b"".join(
         _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes() for j, k, v in exceptions)
     chunk.residual = bytes(out) + records + struct.pack("<I", zlib.crc32(records, crc) ^ chunk.header_check())
+
+
+def _affine(x: np.ndarray, previous: np.ndarray) -> tuple[float, float]:
+    """Least-squares (a, b) of ``x ~ a * previous + b`` over the points valid in both."""
+    x, p = x.astype(np.float64).ravel(), previous.astype(np.float64).ravel()
+    ok = np.isfinite(x) & np.isfinite(p)
+    if ok.sum() < 2 or np.ptp(p[ok]) == 0:
+        return 0.0, float(x[ok].mean()) if ok.any() else 0.0
+    x, p = x[ok], p[ok]
+    pm, xm = p.mean(), x.mean()
+    a = float(((p - pm) @ (x - xm)) / ((p - pm) @ (p - pm)))
+    return a, float(xm - a * pm)
+
+
+def _previous_base(f, previous: np.ndarray) -> np.ndarray:
+    """A field's prediction from the previous field's values, on its grid (int64); NaN
+    points of ``previous`` predict the field's mean. Encoder and decoder compute it
+    alike (exactly rounded float64 operations on the same numbers)."""
+    p = np.where(np.isfinite(previous), f.slope * previous + f.offset, f.mean)
+    return np.rint(np.clip((p - f.mean) / f.unit, -MAX_UNITS, MAX_UNITS)).astype(np.int64)
 
 
 def _bases(rt, y_hat, levels, infos, shape):
@@ -147,9 +189,10 @@ def _bases(rt, y_hat, levels, infos, shape):
             yield np.rint(np.clip(p * (f.std / f.unit), -MAX_UNITS, MAX_UNITS)).astype(np.int64)
 
 
-def _best_levels(rt, post, t, infos) -> np.ndarray:
-    """Per field, the level (0 = no network) with the smallest estimated size: levels
-    are tried upwards while they keep getting cheaper (size is unimodal in level)."""
+def _best_levels(rt, post, t, infos) -> tuple[np.ndarray, np.ndarray]:
+    """Per field, the level (0 = no network) with the smallest estimated size, and that
+    size in bits: levels are tried upwards while they keep getting cheaper (size is
+    unimodal in level)."""
     n = len(t)
     best = np.array([residual.encode_field(x, np.zeros(x.shape, np.int64), K, estimate=True) for x in t])
     level, last = np.zeros(n, int), best.copy()
@@ -175,7 +218,7 @@ def _best_levels(rt, post, t, infos) -> np.ndarray:
                 keep.append(j)
             last[j] = cost
         active = np.array(keep, dtype=int)
-    return level
+    return level, best
 
 
 def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -> None:
@@ -208,12 +251,14 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
             for i, base in zip(net, _bases(rt, np.stack([y_hat[i] for i in net]),
                                             np.array([f.quality for f in infos]), infos, (h, w))):
                 bases[i] = base
-        crc = 0
+        crc, grid = 0, None
         for i, data in zip(fields, coded):
             f = chunk.fields[i]
-            m = residual.decode_field(data, bases[i], K)
+            base = _previous_base(f, grid) if f.previous else bases[i]
+            m = residual.decode_field(data, base, K)
             crc = zlib.crc32(m.tobytes(), crc)
-            result[i] = (f.mean + f.unit * m).astype(chunk.dtype)
+            grid = f.mean + f.unit * m
+            result[i] = grid.astype(chunk.dtype)
         if chunk.version >= 4:  # the exception records are checked too
             crc = zlib.crc32(chunk.residual[start:r.end], crc)
         if crc ^ chunk.header_check() != crc_want:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cra5codec import CRA5Codec, CRA5Serializer, bitstream, pipeline, residual
+from cra5codec import CRA5Codec, CRA5Serializer, bitstream, bounded, pipeline, residual
 from cra5codec.bitstream import BOUNDED, CONSTANT, EXACT, unpack
 from cra5codec.encoding import xarray_encoding
 from cra5codec.weights import DEFAULT_QUALITY
@@ -296,3 +296,47 @@ def test_network_predicts_where_it_pays(era5_regridded):
     for rel in (1e-2, 1e-3):
         auto = len(CRA5Codec(max_rel_error=rel).encode(t2m))
         assert auto <= 1.01 * len(CRA5Codec(max_rel_error=rel, quality=0).encode(t2m))
+
+
+# ------------------------------------------------------------------------------ previous field
+@pytest.mark.parametrize("quality", [0, None])
+def test_fields_predicted_from_the_previous_one(data_dir, quality):
+    """Hourly steps: each field after the first is predicted from the one decoded before
+    it (a * x' + b); every bound still holds, and the chunk is much smaller than its
+    fields coded one by one."""
+    from cra5codec import data
+
+    x = data.open_dataset(data_dir / "era5_t2m_uk_201903.grib")["t2m"].isel(time=slice(600, 612)).values
+    x = x.astype(np.float32)
+    for bound in (0.2, 0.02):
+        b = bounded.encode(x, bound, quality=quality)
+        ch = unpack(b)
+        assert not ch.fields[0].previous and sum(f.previous for f in ch.fields) >= 9
+        assert all(f.quality == 0 for f in ch.fields if f.previous)
+        y = pipeline.decode(b)
+        assert (max_error(x, y) <= bound).all()
+        alone = sum(len(bounded.encode(f, bound, quality=0)) for f in x)
+        assert len(b) < 0.8 * alone, (len(b), alone)
+
+
+def test_previous_field_prediction_with_nan_masks(uk_t2m):
+    x = uk_t2m.astype(np.float64).copy()
+    x[:, :4, :6] = np.nan  # a fixed missing corner, as in the NMC storm files
+    x[2, 10:12, 20:30] = np.nan
+    b = bounded.encode(x, 0.05, quality=0)
+    assert any(f.previous for f in unpack(b).fields)
+    y = pipeline.decode(b)
+    assert (max_error(x, y) <= 0.05).all() and y.dtype == np.float64
+
+
+def test_previous_bit_only_on_a_bounded_field_after_a_bounded_field():
+    from cra5codec.bitstream import CONSTANT, Chunk, Field, pack
+
+    f = Field(BOUNDED, mean=1.0, std=1.0, quality=0, bound=0.1, unit=0.003, previous=True, slope=1.0)
+    for fields in ([f, f], [Field(CONSTANT, value=1.0), f]):
+        with pytest.raises(ValueError, match="previous field"):
+            unpack(pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (2, 4, 4), fields, residual=b"\0" * 8)))
+    g = Field(BOUNDED, mean=1.0, std=1.0, quality=2, bound=0.1, unit=0.003, previous=True)
+    with pytest.raises(ValueError, match="previous field"):
+        unpack(pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (2, 4, 4), [Field(BOUNDED, mean=1.0, std=1.0, bound=0.1,
+                                                                              unit=0.003), g], residual=b"\0" * 8)))
