@@ -22,8 +22,8 @@ the decoder's own checks are reached. Outcomes per case:
 * ``identical``: decodes to the unmutated chunk's values (e.g. a flipped order flag);
 * ``altered-values``: decodes to other values, from a well-formed chunk whose mutation
   touched only numbers that every value of the format can hold (a field's mean,
-  standard deviation, quality level, bound, unit, constant, the dtype or order flag, an
-  exception's value) with the CRC recomputed: no decoder can tell these from an
+  standard deviation, quality level, bound, unit, prediction slope and offset, constant,
+  the dtype or order flag, an exception's value) with the CRC recomputed: no decoder can tell these from an
   encoder's output, since the CRC is their only redundancy;
 * failures: ``silent-garbage`` (other values from any other mutation), ``non-finite``
   (an empty result, infinities, or NaN where the original had a value), ``exception``
@@ -60,7 +60,8 @@ from cra5codec.bitstream import BOUNDED, CODED, CONSTANT, EXACT, _varint  # noqa
 FAILURES = ("silent-garbage", "non-finite", "exception", "memory", "hang", "crash")
 OUTCOMES = ("refused", "identical", "altered-values") + FAILURES
 #: regions whose bytes are free numbers of the format (see the module docstring)
-VALUE_REGIONS = {"flags", "mean", "std", "quality", "bound", "unit", "value", "exception value", "free shape"}
+VALUE_REGIONS = {"flags", "mean", "std", "quality", "bound", "unit", "slope", "offset", "value", "exception value",
+                 "free shape"}
 
 
 # ------------------------------------------------------------------------------ corpus
@@ -132,6 +133,8 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
             take("mean", 8), take("std", 4), take("quality", 1)
             if f.kind == BOUNDED:
                 take("bound", 8), take("unit", 8)
+                if f.previous:
+                    take("slope", 8), take("offset", 8)
         elif f.kind == CONSTANT:
             take("value", ch.dtype.itemsize)
     if any(f.has_mask for f in ch.fields):
@@ -234,7 +237,7 @@ def mutate_structure(rng, buf: bytes, other: bytes, regions) -> bytes:
             enc = bytearray(_varint(v))
             enc[-1] |= 0x80
             new = bytes(enc) + b"\x80" * int(rng.integers(0, 8)) + b"\x00"
-    elif name in ("mean", "bound", "unit") or (name in ("value", "exception value") and e - s == 8):
+    elif name in ("mean", "bound", "unit", "slope", "offset") or (name in ("value", "exception value") and e - s == 8):
         new = struct.pack("<d", _float(rng, struct.unpack("<d", old)[0]))
     elif name in ("std",) or (name in ("value", "exception value") and e - s == 4):
         with np.errstate(over="ignore"):

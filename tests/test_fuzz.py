@@ -29,6 +29,7 @@ def test_corpus_covers_every_mode_shape_class_and_dtype(corpus):
     assert {ch.dtype.itemsize for ch in parsed} == {4, 8}
     assert any(ch.fortran for ch in parsed) and any(ch.relative for ch in parsed)
     assert any(f.has_mask for ch in parsed for f in ch.fields)
+    assert any(f.previous for ch in parsed for f in ch.fields)  # predicted from the previous field
     for (_, b), ch in zip(corpus, parsed):  # the layout walks every byte
         regions = fuzz.layout(b)
         assert regions[0][1] == 0 and regions[-1][2] == len(b)
