@@ -13,7 +13,7 @@ from .weights import DEFAULT_MODEL, DEFAULT_QUALITY, available_qualities
 
 __all__ = ["CRA5Codec", "CRA5Serializer", "TargetNotMetWarning", "available_qualities", "xarray_encoding",
            "DEFAULT_MODEL", "DEFAULT_QUALITY", "__version__"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name):

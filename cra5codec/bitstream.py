@@ -7,8 +7,8 @@ little-endian, ``varint`` = unsigned LEB128::
 
     offset  size     field
     0       2        magic  b"C5"
-    2       1        format version: 4 (written since cra5codec 0.2; 2 and 3 as 4, with
-                     a 2-byte symbol check and no exceptions in the residual CRC)
+    2       1        format version: 4 (written since cra5codec 0.2.0; versions 2 and 3,
+                     written by 0.1.0, differ where noted below)
     3       1        model id (see cra5codec.weights; 0 = no network was needed)
     4       4        weights tag: first 4 bytes of the SHA-256 of the weights file
     8       1        bit 7: dtype is float64 (else float32); bit 6: Fortran (F) memory
