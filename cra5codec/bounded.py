@@ -82,14 +82,23 @@ def encode(arr, bound, relative: bool = False, quality: int | None = None,
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
     chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran, relative)
     chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
-    requested = field_bounds(bound, arr.shape, relative)
+    encode_into(chunk, flat, [i for i, f in enumerate(infos) if f.kind == CODED],
+                field_bounds(bound, arr.shape, relative), relative, quality, model)
+    return bitstream.pack(chunk)
+
+
+def encode_into(chunk, flat, index, requested, relative: bool = False, quality=None,
+                model: str = weights.DEFAULT_MODEL, plain=None) -> None:
+    """Code the fields ``index`` of ``chunk`` (described, of kind CODED) within their
+    bounds ``requested[i]``, as bounded or exact fields. ``plain``: (indices, posterior
+    means, levels) of fields of the chunk coded by the network alone, whose latents go
+    into the same entropy-coded stream."""
     fields, absolute, exact = [], [], []
-    for i, f in enumerate(infos):
-        if f.kind != CODED:
-            continue
+    for i in index:
+        f = chunk.fields[i]
         valid = flat[i][~np.isnan(flat[i])].astype(np.float64)
         b = requested[i] * (valid.max() - valid.min()) if relative else requested[i]
-        u = unit_for(b, valid, f.mean, arr.dtype)
+        u = unit_for(b, valid, f.mean, flat.dtype)
         if u is None:
             f.kind = EXACT
             exact.append(i)
@@ -97,19 +106,18 @@ def encode(arr, bound, relative: bool = False, quality: int | None = None,
             f.kind, f.bound, f.unit = BOUNDED, float(requested[i]), u
             fields.append(i)
             absolute.append(b)
-    if fields:
-        _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model)
+    if fields or plain is not None:
+        _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, plain)
     if exact:
         chunk.exact = zlib.compress(b"".join(np.ascontiguousarray(flat[i]).tobytes() for i in exact), 6)
-    return bitstream.pack(chunk)
 
 
-def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
+def _encode_bounded(chunk, flat, fields, bounds, quality, model, plain=None) -> None:
     infos = [chunk.fields[i] for i in fields]
     t = [(flat[i].astype(np.float64) - f.mean) / f.unit for i, f in zip(fields, infos)]
     levels, rt = np.zeros(len(fields), int), None
     cost = None
-    if quality != 0:
+    if quality != 0 and fields:
         rt = pipeline.runtime(model)
         post = pipeline.posterior_means(rt, flat, fields, chunk.fields)
         if quality is None:
@@ -131,12 +139,19 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model) -> None:
                 f.previous, levels[j] = True, 0
     bases = [np.zeros(x.shape, np.int64) for x in t]
     net = np.flatnonzero(levels > 0)
-    if net.size:
+    for j in net:
+        infos[j].quality = int(levels[j])
+    index, means, qs = [fields[j] for j in net], [post[j] for j in net], list(levels[net])
+    if plain is not None:  # fields the network codes alone share the entropy-coded stream
+        index, means, qs = index + list(plain[0]), means + list(plain[1]), qs + list(plain[2])
+    if index:
+        order = np.argsort(index)  # the decoder reads latents in field order
+        rt = rt or pipeline.runtime(model)
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
-        for j in net:
-            infos[j].quality = int(levels[j])
-        y_hat = pipeline.code_latents(rt, chunk, post[net], levels[net])
-        for j, base in zip(net, _bases(rt, y_hat, levels[net], [infos[j] for j in net], t[0].shape)):
+        y_hat = pipeline.code_latents(rt, chunk, np.stack(means)[order], np.array(qs)[order])
+        row = {index[o]: k for k, o in enumerate(order)}
+        y_net = y_hat[[row[fields[j]] for j in net]]
+        for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):
             bases[j] = base
     out, crc, exceptions, grid = bytearray(), 0, [], None
     for j, (i, f) in enumerate(zip(fields, infos)):

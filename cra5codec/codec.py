@@ -85,8 +85,8 @@ class CRA5Codec(Codec):
         Instead of a fixed level: the RMSE (in the data's units) each field may have,
         one value for all or one per variable (the chunk axis before lat, lon). Each
         field gets the cheapest level that meets it, recorded in the chunk; a target
-        below what the best level reaches gets that level and a
-        :class:`cra5codec.TargetNotMetWarning`.
+        below what the best level reaches is met by the network's prediction plus an
+        error-bounded residual (or, below the data's precision, by storing the field).
     max_abs_error : float or sequence of float, optional
         Instead: a hard bound. Every decoded value is within it of the original, at
         every non-NaN point (one value for all, or one per variable). The network

@@ -6,8 +6,6 @@ and its tables are a :class:`cra5codec.runtime.Runtime` loaded on first use.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from . import bitstream, entropy, weights
@@ -76,7 +74,8 @@ def describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
 
 
 class TargetNotMetWarning(UserWarning):
-    """A field's target RMSE is below what the model's best quality level reaches."""
+    """Kept for code that filters it; not raised since 0.2.0: a target RMSE below what
+    the network reaches is met by a coded residual."""
 
 
 def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEFAULT_MODEL,
@@ -106,11 +105,56 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
             levels = np.full(len(coded), quality)
         else:
             targets = field_targets(target_rmse, arr.shape)[coded]
-            levels = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets, coded)
+            levels, reached = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets)
+            missed = reached > targets
+            if missed.any():
+                _with_residuals(chunk, flat, np.array(coded), mean, levels, targets, missed, model)
+                return bitstream.pack(chunk)
         for i, q in zip(coded, levels):
             infos[i].quality = int(q)
         code_latents(rt, chunk, mean, levels)
     return bitstream.pack(chunk)
+
+
+#: a field whose target RMSE r the network misses is first coded within the bound
+#: RESIDUAL_BOUND * r: the error-bounded residual's RMSE is then at most about r (its
+#: errors spread at most uniformly over the bound, whose RMSE is bound / sqrt(3)), and
+#: often less, so the bound is widened once to the measured ratio where that stays within r
+RESIDUAL_BOUND = 0.95 * 3 ** 0.5
+
+
+def _with_residuals(chunk, flat, coded, mean, levels, targets, missed, model) -> None:
+    """Code ``coded[~missed]`` by the network alone at ``levels`` and ``coded[missed]``,
+    whose targets the network cannot reach, as bounded fields (the network's or the
+    previous field's prediction plus a coded residual), in one entropy-coded stream."""
+    import dataclasses
+
+    from . import bounded
+
+    keep, index = ~missed, coded[missed]
+    original = [dataclasses.replace(f) for f in chunk.fields]
+    bounds = np.full(len(flat), np.nan)
+    bounds[index] = RESIDUAL_BOUND * targets[missed]
+    best = None
+    for attempt in range(2):
+        chunk.fields = [dataclasses.replace(f) for f in original]
+        chunk.model_id, chunk.weights_tag = 0, bytes(4)
+        for i, q in zip(coded[keep], levels[keep]):
+            chunk.fields[i].quality = int(q)
+        bounded.encode_into(chunk, flat, list(index), bounds, model=model,
+                            plain=(list(coded[keep]), mean[keep], levels[keep]) if keep.any() else None)
+        decoded = decode(bitstream.pack(chunk)).reshape(flat.shape)[index]
+        with np.errstate(invalid="ignore"):
+            rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
+        if (rmse <= targets[missed]).all():
+            best = dataclasses.replace(chunk, fields=list(chunk.fields))
+        elif best is not None:
+            break
+        # widen (or narrow) each bound to what its measured error allows
+        bounds[index] *= np.clip(0.98 * targets[missed] / np.maximum(rmse, 1e-300), 0.5, 1.8)
+    if best is not None:
+        for k in ("fields", "model_id", "weights_tag", "masks", "ans", "symbol_check", "residual", "exact"):
+            setattr(chunk, k, getattr(best, k))
 
 
 def posterior_means(rt, flat: np.ndarray, index, infos) -> np.ndarray:
@@ -191,9 +235,10 @@ def latent_batch(rt, shape) -> int:
     return batch_size((shape[-2] * stride, shape[-1] * stride))
 
 
-def _cheapest_levels(rt, mean, fields, infos, targets, index) -> np.ndarray:
-    """Per field, the lowest level whose reconstruction RMSE <= target: a bisection over
-    levels (rate falls and error rises as the level drops), all fields at once."""
+def _cheapest_levels(rt, mean, fields, infos, targets) -> tuple[np.ndarray, np.ndarray]:
+    """Per field, the lowest level whose reconstruction RMSE <= target (or the highest,
+    where none does), and the RMSE it gives: a bisection over levels (rate falls and
+    error rises as the level drops), all fields at once."""
     lo, hi = np.ones(len(fields), int), np.full(len(fields), rt.qualities)
     best = np.full(len(fields), np.nan)  # the RMSE at hi, once measured
     while (open_ := lo < hi).any():
@@ -207,11 +252,7 @@ def _cheapest_levels(rt, mean, fields, infos, targets, index) -> np.ndarray:
     if unknown.size:
         best[unknown] = _rmse_at(rt, mean[unknown], [fields[i] for i in unknown],
                                  [infos[i] for i in unknown], hi[unknown])
-    for i in np.flatnonzero(best > targets):
-        warnings.warn(f"cra5: target RMSE {targets[i]:.4g} is out of reach for field {index[i]} of this chunk; "
-                      f"its best quality level ({hi[i]}) gives RMSE {best[i]:.4g}", TargetNotMetWarning,
-                      stacklevel=3)
-    return hi
+    return hi, best
 
 
 def runtime(name: str):
