@@ -95,6 +95,8 @@ def build_corpus(data_dir: Path) -> list[tuple[str, bytes]]:
         ("plain q2 (2, 4, 61, 120) f32 Fortran", pipeline.encode(np.asfortranarray(zt), quality=2)),
         ("plain masks, constant, all-NaN (2, 3, 61, 120) f32", pipeline.encode(mixed)),
         ("target RMSE (96, 480) f64", pipeline.encode(ei_z, target_rmse=80.0)),
+        ("target RMSE below the network: coded and bounded (2, 181, 360) f32",
+         pipeline.encode(week, target_rmse=[3.0, 0.05])),
         ("bounded abs network (2, 33, 49) f32 NaN", bounded.encode(uk_nan, 0.05, quality=3)),
         ("bounded abs no network (6, 33, 49) f64", bounded.encode(uk.astype(np.float64), 0.02, quality=0)),
         ("bounded rel auto (2, 4, 61, 120) f32", bounded.encode(zt, 1e-3, relative=True)),
