@@ -137,6 +137,8 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, plain=None) -> 
             bits = 128 + residual.encode_field(t[j], _previous_base(f, proxy), K, estimate=True)
             if bits < cost[j]:
                 f.previous, levels[j] = True, 0
+            else:
+                f.slope = f.offset = 0.0
     bases = [np.zeros(x.shape, np.int64) for x in t]
     net = np.flatnonzero(levels > 0)
     for j in net:
@@ -158,8 +160,6 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, plain=None) -> 
         if f.previous:  # fitted again on what the decoder will have: the previous field's grid values
             f.slope, f.offset = _affine(flat[i], grid)
             bases[j] = _previous_base(f, grid)
-        else:
-            f.slope = f.offset = 0.0
         data, m = residual.encode_field(t[j], bases[j], K)
         out += _varint(len(data)) + data
         crc = zlib.crc32(m.tobytes(), crc)

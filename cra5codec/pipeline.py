@@ -108,8 +108,7 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
             levels, reached = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets)
             missed = reached > targets
             if missed.any():
-                _with_residuals(chunk, flat, np.array(coded), mean, levels, targets, missed, model)
-                return bitstream.pack(chunk)
+                return _with_residuals(chunk, flat, np.array(coded), mean, levels, targets, missed, model)
         for i, q in zip(coded, levels):
             infos[i].quality = int(q)
         code_latents(rt, chunk, mean, levels)
@@ -123,10 +122,11 @@ def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEF
 RESIDUAL_BOUND = 0.95 * 3 ** 0.5
 
 
-def _with_residuals(chunk, flat, coded, mean, levels, targets, missed, model) -> None:
-    """Code ``coded[~missed]`` by the network alone at ``levels`` and ``coded[missed]``,
-    whose targets the network cannot reach, as bounded fields (the network's or the
-    previous field's prediction plus a coded residual), in one entropy-coded stream."""
+def _with_residuals(chunk, flat, coded, mean, levels, targets, missed, model) -> bytes:
+    """The packed chunk with ``coded[~missed]`` coded by the network alone at ``levels``
+    and ``coded[missed]``, whose targets the network cannot reach, as bounded fields
+    (the network's or the previous field's prediction plus a coded residual), in one
+    entropy-coded stream."""
     import dataclasses
 
     from . import bounded
@@ -135,7 +135,7 @@ def _with_residuals(chunk, flat, coded, mean, levels, targets, missed, model) ->
     original = [dataclasses.replace(f) for f in chunk.fields]
     bounds = np.full(len(flat), np.nan)
     bounds[index] = RESIDUAL_BOUND * targets[missed]
-    best = None
+    best = packed = None
     for attempt in range(2):
         chunk.fields = [dataclasses.replace(f) for f in original]
         chunk.model_id, chunk.weights_tag = 0, bytes(4)
@@ -143,18 +143,17 @@ def _with_residuals(chunk, flat, coded, mean, levels, targets, missed, model) ->
             chunk.fields[i].quality = int(q)
         bounded.encode_into(chunk, flat, list(index), bounds, model=model,
                             plain=(list(coded[keep]), mean[keep], levels[keep]) if keep.any() else None)
-        decoded = decode(bitstream.pack(chunk)).reshape(flat.shape)[index]
+        packed = bitstream.pack(chunk)
+        decoded = decode(packed).reshape(flat.shape)[index]
         with np.errstate(invalid="ignore"):
             rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
         if (rmse <= targets[missed]).all():
-            best = dataclasses.replace(chunk, fields=list(chunk.fields))
+            best = packed
         elif best is not None:
             break
         # widen (or narrow) each bound to what its measured error allows
         bounds[index] *= np.clip(0.98 * targets[missed] / np.maximum(rmse, 1e-300), 0.5, 1.8)
-    if best is not None:
-        for k in ("fields", "model_id", "weights_tag", "masks", "ans", "symbol_check", "residual", "exact"):
-            setattr(chunk, k, getattr(best, k))
+    return best if best is not None else packed
 
 
 def posterior_means(rt, flat: np.ndarray, index, infos) -> np.ndarray:
