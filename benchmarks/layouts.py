@@ -46,6 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from matching import interpolate_ratio  # noqa: E402
+from measure import nbytes  # noqa: E402
+
 #: relative bounds swept by the classical codecs (times each variable's std)
 SWEEP = np.logspace(-5, 1.5, 27)  # ZFP's errors stay far below its tolerance: sweep high
 BOUNDS = (1e-2, 1e-3)
@@ -153,14 +156,14 @@ def classical(name, chunks, bounds_of):
                 return None  # a 3-D block of different variables means nothing
             c = make(eb[0])
             buf = c.encode(x)
-            total += _nbytes(buf)
+            total += nbytes(buf)
             out.append(np.asarray(c.decode(buf, x.shape), np.float32).reshape(x.shape))
         else:
             y = np.empty_like(x)
             for k, (f, e) in enumerate(zip(x, eb)):
                 c = make(e)
                 buf = c.encode(f)
-                total += _nbytes(buf)
+                total += nbytes(buf)
                 y[k] = np.asarray(c.decode(buf, f.shape)).reshape(f.shape)
             out.append(y)
     return total, out
@@ -175,10 +178,6 @@ def _baseline(kind: str):
         print(f"NOTE: {kind} skipped: {skipped[kind]}", file=sys.stderr)
         return None
     return available[kind].make
-
-
-def _nbytes(buf) -> int:
-    return buf.nbytes if hasattr(buf, "nbytes") else len(buf)
 
 
 def cra5(chunks, **mode):
@@ -209,16 +208,6 @@ def cra5_bounded(chunks, bounds):
     return total, out, time.perf_counter() - t0
 
 
-def interpolate(curve, err):
-    """Ratio of a (ratio, error) curve at ``err``, log-log; None outside it."""
-    pts = sorted((e, r) for r, e in curve if e > 0)
-    for (e0, r0), (e1, r1) in zip(pts, pts[1:]):
-        if e0 <= err <= e1:
-            t = 0.0 if e1 == e0 else (math.log(err) - math.log(e0)) / (math.log(e1) - math.log(e0))
-            return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
-    return None
-
-
 # ------------------------------------------------------------------------------ driver
 def measure_set(name, desc, chunks, qualities) -> dict:
     st = Stats(chunks)
@@ -239,7 +228,8 @@ def measure_set(name, desc, chunks, qualities) -> dict:
         if curve:
             res["curves"][cname] = curve
     for row in res["cra5"]:
-        row["matched"] = {c: interpolate(curve, row["nrmse"]) for c, curve in res["curves"].items()}
+        row["matched"] = {c: interpolate_ratio([(e, r) for r, e in curve], row["nrmse"])
+                          for c, curve in res["curves"].items()}
         sz3 = [v for k, v in row["matched"].items() if k.startswith("SZ3") and v]
         row["vs_best_sz3"] = row["ratio"] / max(sz3) if sz3 else None
     for rel in BOUNDS:
