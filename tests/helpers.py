@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,18 @@ def rel_rmse(x: np.ndarray, x_hat: np.ndarray, axis=(-2, -1)) -> np.ndarray:
     d = np.where(np.isnan(x), 0.0, x_hat - x)
     n = (~np.isnan(x)).sum(axis=axis)
     return np.sqrt((d ** 2).sum(axis=axis) / n) / np.nanstd(x, axis=axis)
+
+
+def field_rmse(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
+    """RMSE over the non-NaN points of each field (last two axes), in float64."""
+    return np.sqrt(np.nanmean((np.asarray(x, np.float64) - x_hat) ** 2, axis=(-2, -1)))
+
+
+def fix_crc(buf) -> bytes:
+    """``buf`` with its trailing CRC-32 recomputed, so a decoder's own checks are reached."""
+    buf = bytearray(buf)
+    buf[-4:] = struct.pack("<I", zlib.crc32(bytes(buf[:-4])))
+    return bytes(buf)
 
 
 #: RMSE / std bounds of the placeholder weights (loose on purpose: the shipped model is

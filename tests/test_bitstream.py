@@ -10,6 +10,7 @@ import pytest
 
 from cra5codec import bitstream, pipeline
 from cra5codec.bitstream import ALL_NAN, CODED, CONSTANT, Chunk, Field, pack, unpack
+from helpers import fix_crc
 
 
 def test_header_of_constant_field_is_small():
@@ -177,9 +178,3 @@ def test_version_2_and_3_chunks_still_decode(version):
         pipeline.decode(bytes(b))
     with pytest.raises(ValueError, match="cra5"):
         pipeline.decode(fix_crc(b))
-
-
-def fix_crc(buf) -> bytes:
-    buf = bytearray(buf)
-    buf[-4:] = struct.pack("<I", zlib.crc32(bytes(buf[:-4])))
-    return bytes(buf)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cra5codec import bounded, pipeline, runtime, weights
-from helpers import run_python
+from helpers import field_rmse, run_python
 
 
 @pytest.fixture
@@ -24,10 +24,6 @@ def precision(monkeypatch):
     return use
 
 
-def _rmse(x, y):
-    return np.sqrt(np.nanmean((np.asarray(x, np.float64) - y) ** 2, axis=(-2, -1)))
-
-
 def test_plain_chunks_decode_across_precisions(precision, uk_t2m, eda_zt):
     """Encoded with bfloat16 transforms (a CPU with AMX), decoded with float32 (one
     without), and the reverse: the symbols are the same, the error moves by a hair."""
@@ -39,7 +35,7 @@ def test_plain_chunks_decode_across_precisions(precision, uk_t2m, eda_zt):
         for enc in runtime.PRECISIONS:
             for dec in runtime.PRECISIONS:
                 precision(dec)
-                errors[enc, dec] = _rmse(x, pipeline.decode(chunks[enc]))
+                errors[enc, dec] = field_rmse(x, pipeline.decode(chunks[enc]))
         for enc in runtime.PRECISIONS:
             same = errors[enc, enc]
             for dec in runtime.PRECISIONS:

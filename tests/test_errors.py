@@ -13,15 +13,10 @@ from hypothesis import strategies as st
 
 from cra5codec import CRA5Codec, pipeline, weights
 from cra5codec.bitstream import CODED, unpack
+from helpers import fix_crc
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, database=None,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def fix_crc(buf) -> bytes:
-    buf = bytearray(buf)
-    buf[-4:] = struct.pack("<I", zlib.crc32(bytes(buf[:-4])))
-    return bytes(buf)
 
 
 def patched(buf: bytes, offset: int, new: bytes) -> bytes:

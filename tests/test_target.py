@@ -12,18 +12,14 @@ from cra5codec import (DEFAULT_QUALITY, CRA5Codec, CRA5Serializer, available_qua
                        pipeline)
 from cra5codec.bitstream import BOUNDED, CODED, EXACT, unpack
 
-from helpers import ERA5_VARS
-
-
-def _rmse(a, b) -> np.ndarray:
-    return np.sqrt(np.nanmean((a.astype(np.float64) - b) ** 2, axis=(-2, -1)))
+from helpers import ERA5_VARS, field_rmse
 
 
 @pytest.fixture(scope="module")
 def levels_rmse(era5_regridded):
     """RMSE of each variable of time step 0 at every quality level (plain mode)."""
     x = era5_regridded[0]
-    return np.array([_rmse(pipeline.decode(pipeline.encode(x, q)), x) for q in available_qualities()])
+    return np.array([field_rmse(pipeline.decode(pipeline.encode(x, q)), x) for q in available_qualities()])
 
 
 def test_each_field_gets_the_cheapest_level_meeting_its_target(era5_regridded, levels_rmse):
@@ -34,7 +30,7 @@ def test_each_field_gets_the_cheapest_level_meeting_its_target(era5_regridded, l
     b = CRA5Codec(target_rmse=targets.tolist()).encode(x)
     assert [f.quality for f in unpack(b).fields] == [3] * len(ERA5_VARS)
     y = pipeline.decode(b)
-    assert (_rmse(y, x) <= targets).all()
+    assert (field_rmse(y, x) <= targets).all()
 
 
 def test_per_variable_levels_differ_and_cost_less_than_one_level_for_all(era5_regridded, levels_rmse):
@@ -44,7 +40,7 @@ def test_per_variable_levels_differ_and_cost_less_than_one_level_for_all(era5_re
     targets[0] = levels_rmse[0, 0] * (1 + 1e-4)
     b = pipeline.encode(x, None, target_rmse=targets)
     assert [f.quality for f in unpack(b).fields] == [1, 4, 4, 4, 4]
-    assert (_rmse(pipeline.decode(b), x) <= targets).all()
+    assert (field_rmse(pipeline.decode(b), x) <= targets).all()
     assert len(b) < len(pipeline.encode(x, 4))
 
 
@@ -52,13 +48,13 @@ def test_target_applies_along_the_variable_axis_of_every_time(era5_regridded, le
     x = era5_regridded  # (2, 5, 128, 256): targets index the variable axis of both times
     targets = levels_rmse[2] * 1.5
     y = pipeline.decode(pipeline.encode(x, None, target_rmse=targets))
-    assert (_rmse(y, x) <= targets).all()
+    assert (field_rmse(y, x) <= targets).all()
 
 
 def test_one_target_for_all_fields(era5_regridded):
     x = era5_regridded[0, :1]  # t2m
     y = pipeline.decode(CRA5Codec(target_rmse=1.5).encode(x))
-    assert _rmse(y, x)[0] <= 1.5
+    assert field_rmse(y, x)[0] <= 1.5
 
 
 def test_targets_below_the_network_are_met_by_a_coded_residual(era5_regridded):
@@ -71,7 +67,7 @@ def test_targets_below_the_network_are_met_by_a_coded_residual(era5_regridded):
         b = pipeline.encode(x, None, target_rmse=[50.0, 0.01])
     fields = unpack(b).fields
     assert fields[0].kind == CODED and fields[0].quality == 1 and fields[1].kind == BOUNDED
-    r = _rmse(pipeline.decode(b), x)
+    r = field_rmse(pipeline.decode(b), x)
     assert r[0] <= 50.0 and 0.85 * 0.01 <= r[1] <= 0.01
 
 
@@ -83,7 +79,7 @@ def test_any_target_down_to_float32_precision(era5_native, scale):
     x = era5_native[:4]
     targets = scale * x.std(axis=(1, 2))
     y = pipeline.decode(pipeline.encode(x, None, target_rmse=targets))
-    r = _rmse(y, x)
+    r = field_rmse(y, x)
     assert (r <= targets).all(), r / targets
     coarse = targets > 10 * np.spacing(np.abs(x).max(axis=(1, 2)))
     assert coarse.sum() >= 2 and (r[coarse] >= 0.85 * targets[coarse]).all(), r / targets
@@ -107,7 +103,7 @@ def test_target_with_nan_and_constant_fields(era5_regridded):
     assert [f.kind for f in ch.fields][:2] == [CODED, CODED]
     y = pipeline.decode(b)
     assert np.isnan(y[1, :10]).all() and (y[2] == 5.0).all()
-    assert (_rmse(y[:2], x[:2]) <= [2.0, 1.0]).all()
+    assert (field_rmse(y[:2], x[:2]) <= [2.0, 1.0]).all()
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), [], [[1.0]], "1", True, [1.0, -2.0]])
@@ -153,4 +149,4 @@ def test_zarr_array_with_target(tmp_path, era5_regridded, zarr_format):
                               serializer=CRA5Serializer(target_rmse=targets), compressors=None)
     z[:] = x
     y = zarr.open_array(tmp_path / "a.zarr", mode="r")[:]
-    assert (_rmse(y, x) <= targets).all()
+    assert (field_rmse(y, x) <= targets).all()
