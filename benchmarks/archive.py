@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from cra5codec import archive
-    from cra5codec.weights import DEFAULT_MODEL, DEFAULT_QUALITY
+    from cra5codec import DEFAULT_MODEL, DEFAULT_QUALITY
 
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="cra5-archive-"))

@@ -88,7 +88,7 @@ def load_cra5(qualities=None, model=None):
         from cra5codec.weights import DEFAULT_MODEL
 
         model = model or DEFAULT_MODEL
-        qs = [int(q) for q in qualities.split(",")] if qualities else list(available_qualities(model))
+        qs = [int(q) for q in qualities.split(",")] if qualities else list(available_qualities())
         return {q: _CRA5Field(CRA5Codec(quality=q, model=model)) for q in qs}, None
     except Exception as exc:  # noqa: BLE001 - report and go on with the baselines
         return {}, f"{type(exc).__name__}: {exc}"

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     t_import, t_first, rss = map(float, subprocess.run(
         [sys.executable, "-c", _CHILD, str(tmp)], env=env, capture_output=True, text=True,
         check=True).stdout.split())
-    stages = _stages(chunk, pipeline.weights.DEFAULT_QUALITY)
+    stages = _stages(chunk, cra5codec.DEFAULT_QUALITY)
 
     info = {"device": str(rt.device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "gpu": torch.cuda.get_device_name(0) if rt.device.type == "cuda" else None,

@@ -9,11 +9,12 @@ from __future__ import annotations
 from .codec import CRA5Codec
 from .encoding import xarray_encoding
 from .pipeline import TargetNotMetWarning
-from .weights import DEFAULT_MODEL, DEFAULT_QUALITY, available_qualities
+from .mode import DEFAULT_QUALITY, available_qualities
+from .weights import DEFAULT_MODEL
 
 __all__ = ["CRA5Codec", "CRA5Serializer", "TargetNotMetWarning", "available_qualities", "xarray_encoding",
            "DEFAULT_MODEL", "DEFAULT_QUALITY", "__version__"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name):

@@ -1,4 +1,4 @@
-"""The cra5codec chunk format (version 4; versions 1 to 3 are still read). Pure Python
+"""The cra5codec chunk format (version 5; versions 1 to 4 are still read). Pure Python
 and numpy: no torch here.
 
 A chunk is one array of shape (..., vars, lat, lon): every trailing 2-D (lat, lon)
@@ -7,8 +7,8 @@ little-endian, ``varint`` = unsigned LEB128::
 
     offset  size     field
     0       2        magic  b"C5"
-    2       1        format version: 4 (written since cra5codec 0.2.0; versions 2 and 3,
-                     written by 0.1.0, differ where noted below)
+    2       1        format version: 5 (written since cra5codec 0.3.0; versions 2 and 3,
+                     written by 0.1.0, and 4, by 0.2.0, differ where noted below)
     3       1        model id (see cra5codec.weights; 0 = no network was needed)
     4       4        weights tag: first 4 bytes of the SHA-256 of the weights file
     8       1        bit 7: dtype is float64 (else float32); bit 6: Fortran (F) memory
@@ -19,18 +19,30 @@ little-endian, ``varint`` = unsigned LEB128::
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
             1        kind: 0 coded, 1 constant, 2 all NaN, 3 bounded, 4 exact;
-                     bit 7: has a NaN mask; bit 6 (version 4, bounded at quality 0
-                     only, never the first field): predicted from the previous field
-            12       coded, bounded: mean (float64), standard deviation (float32)
-            1        coded, bounded: quality level (1..63; bounded: 0 = no network) of
-                     this field (not in version 1)
-            16       bounded: the bound as given (float64; absolute, or relative to the
-                     field's range when header bit 0 is set) and the unit u (float64):
-                     values decode as mean + u * m for integers m, u = 2 * bound / 64
-                     (or less, leaving room for the rounding to the dtype)
-            16       bounded, predicted from the previous field (itself bounded): the
-                     slope a and offset b (float64) of the prediction a * x' + b, x'
-                     the previous field's grid values mean' + u' * m'
+                     bit 7: has a NaN mask; bounded at quality 0 only: bit 6
+                     (version 5) predicted from its reference before, bit 5 (version
+                     5) and from its reference after (see
+                     :func:`cra5codec.prediction.bounded_order`);
+                     bit 6 (version 4): predicted from the previous field
+            12       coded: mean (float64), standard deviation (float32)
+            1        coded: quality level (1..63) of this field (not in version 1)
+            version 5, bounded:
+              8      mean (float64)
+              1      network level (1..63; 0 = no network)
+              4      standard deviation (float32), only at a level >= 1
+              4      the bound as given (float32; absolute, or relative to the
+                     field's range when header bit 0 is set)
+              8      the unit u (float64): values decode as mean + u * m for integers
+                     m, u = 2 * bound / 64 (or less, leaving room for the rounding
+                     to the dtype)
+              4 each the weight w (float32) of each reference r: the prediction is
+                     mean + sum of w * (x_r - mean_r), x_r the reference's decoded
+                     values (in the chunk's dtype, before its exceptions)
+            versions 3, 4, bounded: mean (float64), standard deviation (float32),
+                     level (1 byte), the bound (float64), the unit (float64); if
+                     predicted from the previous field, the slope a and offset b
+                     (float64) of the prediction a * x' + b, x' the previous field's
+                     grid values mean' + u' * m'
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
     then, if any field has a NaN mask:
             varint   length of the mask section
@@ -44,13 +56,14 @@ little-endian, ``varint`` = unsigned LEB128::
     then, if any field is bounded (version 3):
             varint   length of the residual section, which holds:
               per bounded field: varint length, then its coded residual
-                     (:mod:`cra5codec.residual`: a header per pass, then ANS words)
+                     (:mod:`cra5codec.residual`: a header per pass, then ANS words;
+                     version 5: its compact layout), in field order
               varint   number of exceptions: points whose value is stored verbatim
                        because rounding to the dtype would have broken the bound
               each:    varint field number (among the bounded), varint flat index,
                        the value (in the chunk's dtype)
-              4        CRC-32 of the integers m of every bounded field (int64, in order),
-                       continued over the exception records, XOR the CRC-32 of every
+              4        CRC-32 of the integers m of every bounded field (int64, in the
+                       order they decode in), then the exception records, XOR the CRC-32 of every
                        byte before the first section (version 3: of the m only)
     then, if any field is exact (version 3):
             varint   length, then zlib-compressed raw values of those fields (dtype)
@@ -61,24 +74,17 @@ bound at every point; the network's prediction, if any, only shapes how its resi
 is coded. An exact field is one whose bound is finer than its values' own precision.
 
 Decoding checks every declared size before it allocates or runs the network: the
-shape against the bytes present (one field record per field; each section's length
-against the chunk) and against two limits a user can raise in the environment:
-``CRA5CODEC_MAX_CHUNK_VALUES`` (default 2**26 values, 256 MiB of float32: 37 pressure
-levels of a 0.25-degree global grid fit) and ``CRA5CODEC_MAX_FIELD_VALUES`` (default
-2**21 grid points of one field as the network sees it, padded to multiples of 32:
-ERA5's 0.25-degree global grid fits; the global attention makes a field's cost grow
-faster than its size). Compressed sections inflate only to the size the shape implies,
-so a decode's time and memory are bounded by its declared, verified shape
-(``benchmarks/limits.py`` measures them at the limits). The encoder refuses chunks
-beyond the same limits, so it never writes one a reader with the defaults refuses.
-Every failure is a ``ValueError``.
+shape against the bytes present and against two limits a user can raise in the
+environment, ``CRA5CODEC_MAX_CHUNK_VALUES`` (default 2**26 values: 37 levels of a
+0.25-degree global grid fit) and ``CRA5CODEC_MAX_FIELD_VALUES`` (default 2**21 points
+of one field padded to multiples of 32: ERA5's 0.25-degree grid fits). Sections inflate
+only to the size the shape implies (``benchmarks/limits.py`` measures the limits'
+cost). The encoder refuses chunks beyond the same limits. Every failure is a ``ValueError``.
 
-Each field has its own quality level, so a target-error chunk can give every variable
-the cheapest level that meets its target. A single 128 x 256 field costs 39 bytes of framing. The mean is float64 because
-fields such as pressure (~1e5 Pa) can vary by less than a float32 step of their mean. The CRC-32 catches corrupted and
-truncated bytes before any decoding; the symbol check catches the one failure a
-bit-perfect stream can still have, a decoder whose floating-point hyper-synthesis
-picked different probability tables than the encoder's did.
+Each field has its own level, so a chunk can give every variable the cheapest level that
+meets its error; a single 128 x 256 field costs 39 bytes of framing. Means are float64: pressure (~1e5 Pa) can vary by less than a float32
+step. The CRC-32 catches corrupted and truncated bytes before any decoding; the symbol
+check catches a decoder whose floating-point hyper-synthesis picked other tables.
 """
 from __future__ import annotations
 
@@ -91,14 +97,16 @@ import zlib
 import numpy as np
 
 MAGIC = b"C5"
-VERSION = 4
+VERSION = 5
 #: versions this module reads
-READS = (1, 2, 3, 4)
+READS = (1, 2, 3, 4, 5)
 CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT = 0, 1, 2, 3, 4
 _KINDS = {1: (CODED, CONSTANT, ALL_NAN), 2: (CODED, CONSTANT, ALL_NAN),
-          3: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT), 4: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
+          3: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT), 4: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT),
+          5: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
 _HAS_MASK = 0x80
 _PREVIOUS = 0x40
+_BEFORE, _AFTER = 0x40, 0x20  # version 5
 #: the network takes H and W in multiples of this (patch 8 x hyperprior stride 4)
 ALIGN = 32
 #: default decode limits (see the module docstring); the environment variables of the
@@ -153,6 +161,12 @@ class Field:
     previous: bool = False  # bounded: predicted from the previous field (version 4)
     slope: float = 0.0  # ... as slope * previous + offset
     offset: float = 0.0
+    before: float | None = None  # bounded (version 5): weight of the reference before
+    after: float | None = None  # ... and of the reference after (None: not used)
+
+    @property
+    def weights(self) -> list[float]:
+        return [w for w in (self.before, self.after) if w is not None]
 
 
 @dataclasses.dataclass
@@ -239,8 +253,16 @@ def _header(chunk: Chunk) -> bytearray:
     for n in chunk.shape:
         out += _varint(n)
     for f in chunk.fields:
-        out.append(f.kind | (_HAS_MASK if f.has_mask else 0) | (_PREVIOUS if f.previous else 0))
-        if f.kind in (CODED, BOUNDED):
+        refs = ((_BEFORE if f.before is not None else 0) | (_AFTER if f.after is not None else 0)
+                if version >= 5 else (_PREVIOUS if f.previous else 0))
+        out.append(f.kind | (_HAS_MASK if f.has_mask else 0) | refs)
+        if f.kind == BOUNDED and version >= 5:
+            out += struct.pack("<dB", f.mean, f.quality)
+            if f.quality:
+                out += struct.pack("<f", f.std)
+            out += struct.pack("<fd", f.bound, f.unit)
+            out += b"".join(struct.pack("<f", w) for w in f.weights)
+        elif f.kind in (CODED, BOUNDED):
             if not (1 if f.kind == CODED else 0) <= f.quality <= 63:
                 raise ValueError(f"quality must be in 1..63, not {f.quality}")
             out += struct.pack("<dfB", f.mean, f.std, f.quality)
@@ -304,13 +326,19 @@ def unpack(buf) -> Chunk:
     fields = []
     for _ in range(n_fields):
         (k,) = r.unpack("B")
-        previous = version >= 4 and bool(k & _PREVIOUS)
-        f = Field(kind=k & (0x3F if previous else 0x7F), has_mask=bool(k & _HAS_MASK), previous=previous)
+        previous = version == 4 and bool(k & _PREVIOUS)
+        refs = k & (_BEFORE | _AFTER) if version >= 5 else 0
+        f = Field(kind=k & (0x1F if version >= 5 else 0x3F if previous else 0x7F),
+                  has_mask=bool(k & _HAS_MASK), previous=previous)
         if f.kind not in _KINDS[version]:
             raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
         if previous and (f.kind != BOUNDED or not fields or fields[-1].kind != BOUNDED):
             raise ValueError("cra5 chunk predicts a field from a previous field that is not bounded")
-        if f.kind in (CODED, BOUNDED):
+        if f.kind == BOUNDED and version >= 5:
+            _bounded_record(r, f, refs)
+        elif refs:
+            raise ValueError("cra5 chunk predicts a field that is not bounded from another")
+        elif f.kind in (CODED, BOUNDED):
             f.mean, f.std = r.unpack("df")
             if not (np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0):
                 raise ValueError("cra5 chunk has an invalid field normalisation")
@@ -350,41 +378,22 @@ def unpack(buf) -> Chunk:
     return chunk
 
 
-def inflate(data: bytes, size: int, what: str) -> bytes:
-    """zlib-decompress a section that must inflate to exactly ``size`` bytes, never
-    holding more than that in memory (a corrupted section cannot become a zip bomb)."""
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(data, size)
-        if not d.eof:  # one byte more tells a longer stream from one that ends at size
-            out += d.decompress(d.unconsumed_tail, 1)
-    except zlib.error as e:
-        raise ValueError(f"cra5 chunk's {what} section is corrupted: {e}") from None
-    if len(out) != size or not d.eof or d.unused_data:
-        raise ValueError(f"cra5 chunk's {what} section does not inflate to the {size} bytes its fields need")
-    return out
+def _bounded_record(r: _Reader, f: Field, refs: int) -> None:
+    """Read a version-5 bounded field's record into ``f``."""
+    f.mean, f.quality = r.unpack("dB")
+    if f.quality:
+        (f.std,) = r.unpack("f")
+    f.bound, f.unit = r.unpack("fd")
+    if not (np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0 and f.quality <= 63):
+        raise ValueError("cra5 chunk has an invalid field normalisation")
+    if not (np.isfinite(f.bound) and f.bound > 0 and np.isfinite(f.unit) and f.unit > 0):
+        raise ValueError("cra5 chunk has an invalid error bound")
+    if refs and f.quality:
+        raise ValueError("cra5 chunk predicts a field from both the network and another field")
+    if refs & _BEFORE:
+        (f.before,) = r.unpack("f")
+    if refs & _AFTER:
+        (f.after,) = r.unpack("f")
+    if not all(np.isfinite(w) for w in f.weights):
+        raise ValueError("cra5 chunk has an invalid prediction weight")
 
-
-def pack_masks(masks: list[np.ndarray]) -> bytes:
-    """NaN masks (boolean 2-D arrays) -> the compressed mask section."""
-    if not masks:
-        return b""
-    return zlib.compress(np.packbits(np.concatenate([m.ravel() for m in masks])).tobytes(), 9)
-
-
-def unpack_masks(data: bytes, count: int, shape: tuple[int, int]) -> list[np.ndarray]:
-    """Inverse of :func:`pack_masks` for ``count`` masks of ``shape``."""
-    if not count:
-        return []
-    size = shape[0] * shape[1]
-    bits = np.unpackbits(np.frombuffer(inflate(data, -(-count * size // 8), "NaN mask"), dtype=np.uint8))
-    return [bits[i * size:(i + 1) * size].reshape(shape).astype(bool) for i in range(count)]
-
-
-def symbol_check(*arrays: np.ndarray, nbytes: int = 4) -> int:
-    """The CRC-32 of integer symbol arrays (as int32), cut to ``nbytes`` bytes (2 in
-    versions 2 and 3)."""
-    crc = 0
-    for a in arrays:
-        crc = zlib.crc32(np.ascontiguousarray(a, dtype=np.int32).tobytes(), crc)
-    return crc & ((1 << 8 * nbytes) - 1)

@@ -7,10 +7,10 @@ prediction plus a multiple of ``K``, so ``|x - (mean + u * m)| <= bound``. The n
 only *predicts*: its reconstruction, rounded onto the same grid, is the ``base`` the
 residual coder interpolates around, pass by pass where that codes smaller. So
 
-* a field may instead be predicted from the field before it in the chunk (the previous
-  level, time step or member), mapped by a least-squares ``a * x' + b`` on the previous
-  field's decoded grid values; the encoder takes this prediction where its estimated
-  size is the smallest (no network is then run for the field);
+* a field may instead be predicted from its decoded neighbours in the chunk (the
+  levels, time steps or members on either side, :mod:`cra5codec.prediction`); the
+  encoder takes this prediction where its estimated size is the smallest (no network
+  is then run for the field);
 * the bound never depends on the network: a useless prediction costs bits, not
   accuracy, and the encoder drops the network for a field (quality 0) when the plain
   interpolation codes smaller than prediction plus latents;
@@ -33,13 +33,12 @@ import zlib
 
 import numpy as np
 
-from . import bitstream, pipeline, residual, weights
+from . import bitstream, pipeline, prediction, residual, sections, weights
 from .bitstream import BOUNDED, CODED, EXACT, _Reader, _varint
+from .prediction import MAX_UNITS
 
 #: grid sub-units per quantisation step (the prediction's rounding costs ~1/(12 K^2))
 K = 64
-#: the most grid units a field may span (int64 arithmetic stays exact far beyond)
-MAX_UNITS = 2.0 ** 50
 
 
 def field_bounds(bound, shape, relative: bool = False) -> np.ndarray:
@@ -81,18 +80,21 @@ def encode(arr, bound, relative: bool = False, quality: int | None = None,
     infos, masks = zip(*(pipeline.describe(x) for x in flat))
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
     chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran, relative)
-    chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
+    chunk.masks = sections.pack_masks([m for m in masks if m is not None])
     encode_into(chunk, flat, [i for i, f in enumerate(infos) if f.kind == CODED],
                 field_bounds(bound, arr.shape, relative), relative, quality, model)
     return bitstream.pack(chunk)
 
 
 def encode_into(chunk, flat, index, requested, relative: bool = False, quality=None,
-                model: str = weights.DEFAULT_MODEL, plain=None) -> None:
+                model: str = weights.DEFAULT_MODEL, alone=None, posteriors=None) -> None:
     """Code the fields ``index`` of ``chunk`` (described, of kind CODED) within their
-    bounds ``requested[i]``, as bounded or exact fields. ``plain``: (indices, posterior
-    means, levels) of fields of the chunk coded by the network alone, whose latents go
-    into the same entropy-coded stream."""
+    bounds ``requested[i]``, as bounded or exact fields.
+
+    ``alone`` maps a field index to (level, estimated bits, posterior mean) where the
+    network alone meets the field's error at that level: such a field stays a coded
+    field where that is cheaper than every bounded path. ``posteriors`` maps field
+    indices to posterior means already computed."""
     fields, absolute, exact = [], [], []
     for i in index:
         f = chunk.fields[i]
@@ -103,23 +105,25 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
             f.kind = EXACT
             exact.append(i)
         else:
-            f.kind, f.bound, f.unit = BOUNDED, float(requested[i]), u
+            f.kind, f.bound, f.unit = BOUNDED, float(np.float32(requested[i])), u  # as stored
             fields.append(i)
             absolute.append(b)
-    if fields or plain is not None:
-        _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, plain)
+    if fields:
+        _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, alone or {}, posteriors or {})
     if exact:
         chunk.exact = zlib.compress(b"".join(np.ascontiguousarray(flat[i]).tobytes() for i in exact), 6)
 
 
-def _encode_bounded(chunk, flat, fields, bounds, quality, model, plain=None) -> None:
+def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posteriors) -> None:
     infos = [chunk.fields[i] for i in fields]
     t = [(flat[i].astype(np.float64) - f.mean) / f.unit for i, f in zip(fields, infos)]
-    levels, rt = np.zeros(len(fields), int), None
-    cost = None
-    if quality != 0 and fields:
+    levels, rt, post, cost = np.zeros(len(fields), int), None, None, None
+    if quality != 0:
         rt = pipeline.runtime(model)
-        post = pipeline.posterior_means(rt, flat, fields, chunk.fields)
+        missing = [i for i in fields if i not in posteriors]
+        if missing:
+            posteriors = {**posteriors, **dict(zip(missing, pipeline.posterior_means(rt, flat, missing, chunk.fields)))}
+        post = np.stack([posteriors[i] for i in fields])
         if quality is None:
             levels, cost = _best_levels(rt, post, t, infos)
         else:
@@ -127,71 +131,93 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, plain=None) -> 
                 raise ValueError(f"quality must be in 0..{rt.qualities} for model {model!r}, not {quality}")
             levels[:] = quality
     else:
-        cost = np.array([residual.encode_field(x, np.zeros(x.shape, np.int64), K, estimate=True) for x in t])
-    if cost is not None:  # a field may do better predicted from the one before it (a level, a step)
-        for j in range(1, len(fields)):
-            if fields[j] != fields[j - 1] + 1:
-                continue
-            f, proxy = infos[j], flat[fields[j - 1]].astype(np.float64)  # its decoded values, nearly
-            f.slope, f.offset = _affine(flat[fields[j]], proxy)
-            bits = 128 + residual.encode_field(t[j], _previous_base(f, proxy), K, estimate=True)
-            if bits < cost[j]:
-                f.previous, levels[j] = True, 0
-            else:
-                f.slope = f.offset = 0.0
+        cost = np.array([_estimate(x, np.zeros(x.shape, np.int64)) for x in t])
+    if cost is not None:
+        effective = _choose_references(chunk, flat, fields, t, levels, cost)
+        plain = [j for j, i in enumerate(fields) if i in alone and alone[i][1] < effective[j]]
+        if plain:  # these the network codes alone, more cheaply
+            for j in plain:
+                f = infos[j]
+                f.kind, f.quality, f.bound, f.unit, f.before, f.after = CODED, alone[fields[j]][0], 0.0, 0.0, None, None
+            keep = np.array([j not in plain for j in range(len(fields))])
+            fields, infos, t = [i for i, k in zip(fields, keep) if k], [f for f, k in zip(infos, keep) if k], \
+                [x for x, k in zip(t, keep) if k]
+            bounds, levels, cost = bounds[keep], levels[keep], cost[keep]
+            post = post[keep] if post is not None else None
+            for f in infos:
+                f.before = f.after = None
+            _choose_references(chunk, flat, fields, t, levels, cost)
+    order, at = prediction.bounded_order(chunk), {i: j for j, i in enumerate(fields)}
     bases = [np.zeros(x.shape, np.int64) for x in t]
     net = np.flatnonzero(levels > 0)
     for j in net:
         infos[j].quality = int(levels[j])
     index, means, qs = [fields[j] for j in net], [post[j] for j in net], list(levels[net])
-    if plain is not None:  # fields the network codes alone share the entropy-coded stream
-        index, means, qs = index + list(plain[0]), means + list(plain[1]), qs + list(plain[2])
+    plain = sorted(i for i in alone if chunk.fields[i].kind == CODED)  # their latents share the stream
+    index, means, qs = index + plain, means + [alone[i][2] for i in plain], qs + [alone[i][0] for i in plain]
     if index:
-        order = np.argsort(index)  # the decoder reads latents in field order
+        order_ = np.argsort(index)  # the decoder reads latents in field order
         rt = rt or pipeline.runtime(model)
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
-        y_hat = pipeline.code_latents(rt, chunk, np.stack(means)[order], np.array(qs)[order])
-        row = {index[o]: k for k, o in enumerate(order)}
+        y_hat = pipeline.code_latents(rt, chunk, np.stack(means)[order_], np.array(qs)[order_])
+        row = {index[o]: k for k, o in enumerate(order_)}
         y_net = y_hat[[row[fields[j]] for j in net]]
         for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):
             bases[j] = base
-    out, crc, exceptions, grid = bytearray(), 0, [], None
-    for j, (i, f) in enumerate(zip(fields, infos)):
-        if f.previous:  # fitted again on what the decoder will have: the previous field's grid values
-            f.slope, f.offset = _affine(flat[i], grid)
-            bases[j] = _previous_base(f, grid)
-        data, m = residual.encode_field(t[j], bases[j], K)
-        out += _varint(len(data)) + data
+    coded, crc, exceptions, decoded = [b""] * len(fields), 0, [], {}
+    for i, before, after in order:
+        j, f = at[i], chunk.fields[i]
+        refs = [r for r, w in ((before, f.before), (after, f.after)) if w is not None]
+        if refs:  # fitted again on what the decoder will have: the neighbours' decoded values
+            ref_infos = [chunk.fields[r] for r in refs]
+            _set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
+            bases[j] = prediction.base(f, [decoded[r] for r in refs], ref_infos)
+        coded[j], m = residual.encode_field(t[j], bases[j], K, compact=True)
         crc = zlib.crc32(m.tobytes(), crc)
-        grid = f.mean + f.unit * m
         x = flat[i]
-        x_hat = grid.astype(x.dtype)
+        decoded[i] = x_hat = (f.mean + f.unit * m).astype(x.dtype)
         with np.errstate(invalid="ignore"):
             bad = np.flatnonzero(np.abs(x_hat.astype(np.float64) - x.astype(np.float64)) > bounds[j])
         exceptions += [(j, int(k), x.flat[k]) for k in bad]
     records = _varint(len(exceptions)) + b"".join(
-        _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes() for j, k, v in exceptions)
-    chunk.residual = bytes(out) + records + struct.pack("<I", zlib.crc32(records, crc) ^ chunk.header_check())
+        _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes() for j, k, v in sorted(exceptions))
+    chunk.residual = (b"".join(_varint(len(d)) + d for d in coded) + records
+                      + struct.pack("<I", zlib.crc32(records, crc) ^ chunk.header_check()))
 
 
-def _affine(x: np.ndarray, previous: np.ndarray) -> tuple[float, float]:
-    """Least-squares (a, b) of ``x ~ a * previous + b`` over the points valid in both."""
-    x, p = x.astype(np.float64).ravel(), previous.astype(np.float64).ravel()
-    ok = np.isfinite(x) & np.isfinite(p)
-    if ok.sum() < 2 or np.ptp(p[ok]) == 0:
-        return 0.0, float(x[ok].mean()) if ok.any() else 0.0
-    x, p = x[ok], p[ok]
-    pm, xm = p.mean(), x.mean()
-    a = float(((p - pm) @ (x - xm)) / ((p - pm) @ (p - pm)))
-    return a, float(xm - a * pm)
+def _choose_references(chunk, flat, fields, t, levels, cost) -> np.ndarray:
+    """Give each field the prediction from its neighbours (setting its weights, level 0)
+    where its estimated size beats ``cost`` (the network's or none); returns each
+    field's estimated size. Estimated on the neighbours' original values, which are
+    close to their decoded ones."""
+    effective, at = cost.copy(), {i: j for j, i in enumerate(fields)}
+    for i, *refs in prediction.bounded_order(chunk):
+        refs = [r for r in refs if r is not None]
+        if not refs:
+            continue
+        j, proxies, ref_infos = at[i], [flat[r] for r in refs], [chunk.fields[r] for r in refs]
+        f = chunk.fields[i]
+        _set_weights(f, refs, i, prediction.fit(flat[i], f, proxies, ref_infos))
+        bits = 32 * len(refs) + _estimate(t[j], prediction.base(f, proxies, ref_infos))
+        if bits < cost[j]:
+            levels[j], effective[j] = 0, bits
+        else:
+            f.before = f.after = None
+    return effective
 
 
-def _previous_base(f, previous: np.ndarray) -> np.ndarray:
-    """A field's prediction from the previous field's values, on its grid (int64); NaN
-    points of ``previous`` predict the field's mean. Encoder and decoder compute it
-    alike (exactly rounded float64 operations on the same numbers)."""
-    p = np.where(np.isfinite(previous), f.slope * previous + f.offset, f.mean)
-    return np.rint(np.clip((p - f.mean) / f.unit, -MAX_UNITS, MAX_UNITS)).astype(np.int64)
+def _estimate(t, base) -> float:
+    return residual.encode_field(t, base, K, estimate=True, compact=True)
+
+
+def _set_weights(f, refs, i, weights) -> None:
+    """Give ``f`` (field ``i``) the weights of its references ``refs`` (before / after)."""
+    f.before = f.after = None
+    for r, w in zip(refs, weights):
+        if r < i:
+            f.before = w
+        else:
+            f.after = w
 
 
 def _bases(rt, y_hat, levels, infos, shape):
@@ -209,7 +235,7 @@ def _best_levels(rt, post, t, infos) -> tuple[np.ndarray, np.ndarray]:
     size in bits: levels are tried upwards while they keep getting cheaper (size is
     unimodal in level)."""
     n = len(t)
-    best = np.array([residual.encode_field(x, np.zeros(x.shape, np.int64), K, estimate=True) for x in t])
+    best = np.array([_estimate(x, np.zeros(x.shape, np.int64)) for x in t])
     level, last = np.zeros(n, int), best.copy()
     active = np.arange(n)
     for q in range(1, rt.qualities + 1):
@@ -226,7 +252,7 @@ def _best_levels(rt, post, t, infos) -> tuple[np.ndarray, np.ndarray]:
         for a, j in enumerate(active):
             f = infos[j]
             base = np.rint(np.clip(pred[a, :h, :w].astype(np.float64) * (f.std / f.unit), -MAX_UNITS, MAX_UNITS))
-            cost = bits[a] + residual.encode_field(t[j], base.astype(np.int64), K, estimate=True)
+            cost = bits[a] + _estimate(t[j], base.astype(np.int64))
             if cost < best[j]:
                 best[j], level[j] = cost, q
             if cost < last[j]:
@@ -241,6 +267,11 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
     maps latent field index -> its decoded latents (float64)."""
     h, w = chunk.shape[-2:]
     fields = [i for i, f in enumerate(chunk.fields) if f.kind == BOUNDED]
+    order = prediction.bounded_order(chunk)
+    for i, before, after in order:
+        f = chunk.fields[i]
+        if (f.before is not None and before is None) or (f.after is not None and after is None):
+            raise ValueError("cra5 chunk predicts a field from a reference it does not have")
     if fields:
         r = _Reader(chunk.residual, len(chunk.residual) - 4)
         if r.end < 0:
@@ -266,11 +297,15 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
             for i, base in zip(net, _bases(rt, np.stack([y_hat[i] for i in net]),
                                             np.array([f.quality for f in infos]), infos, (h, w))):
                 bases[i] = base
-        crc, grid = 0, None
-        for i, data in zip(fields, coded):
+        crc, grid, at = 0, None, {i: j for j, i in enumerate(fields)}
+        for i, before, after in order:
             f = chunk.fields[i]
-            base = _previous_base(f, grid) if f.previous else bases[i]
-            m = residual.decode_field(data, base, K)
+            refs = [r for r, w in ((before, f.before), (after, f.after)) if w is not None]
+            if refs:
+                base = prediction.base(f, [result[r] for r in refs], [chunk.fields[r] for r in refs])
+            else:
+                base = prediction.previous_base(f, grid) if f.previous else bases[i]
+            m = residual.decode_field(coded[at[i]], base, K, compact=chunk.version >= 5)
             crc = zlib.crc32(m.tobytes(), crc)
             grid = f.mean + f.unit * m
             result[i] = grid.astype(chunk.dtype)
@@ -284,7 +319,7 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
             result[fields[j]].flat[k] = v
     exact = [i for i, f in enumerate(chunk.fields) if f.kind == EXACT]
     if exact:
-        raw = bitstream.inflate(chunk.exact, len(exact) * h * w * chunk.dtype.itemsize, "exact")
+        raw = sections.inflate(chunk.exact, len(exact) * h * w * chunk.dtype.itemsize, "exact")
         values = np.frombuffer(raw, dtype=chunk.dtype).reshape(len(exact), h, w)
         for i, v in zip(exact, values):
             result[i] = v

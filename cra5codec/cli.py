@@ -5,7 +5,8 @@ import argparse
 import json
 import sys
 
-from .weights import DEFAULT_LAMBDAS, DEFAULT_MODEL, DEFAULT_QUALITY
+from .mode import DEFAULT_QUALITY
+from .weights import DEFAULT_LAMBDAS, DEFAULT_MODEL
 
 
 def _train(args) -> int:
@@ -108,12 +109,12 @@ def _compress(args) -> int:
                    max_abs_error=_setting(args.max_abs_error, "--max-abs-error"),
                    max_rel_error=_setting(args.max_rel_error, "--max-rel-error"))
     from .archive import thaw
-    from .codec import check_mode
+    from .mode import Mode
 
     settings = {k: v for k, v in thaw(codec).items() if k != "model"}
     names = {n for v in settings.values() if isinstance(v, dict) for n in v} | {None}
     for n in names:  # every variable's settings are checked before any work starts
-        check_mode(**{k: (v.get(n) if isinstance(v, dict) else v) for k, v in settings.items()})
+        Mode.of(**{k: (v.get(n) if isinstance(v, dict) else v) for k, v in settings.items()})
     job = Job(source=args.source, dest=args.dest, codec=codec,
               variables=tuple(args.variables) if args.variables else None, regrid=shape,
               chunks=_pairs(args.chunks, "--chunks", lambda x: (int(x),)),

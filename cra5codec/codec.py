@@ -7,65 +7,8 @@ from numcodecs.compat import ndarray_copy
 from numcodecs.registry import register_codec
 
 from . import pipeline
-from .weights import DEFAULT_MODEL, DEFAULT_QUALITY
-
-
-def _positive(value, name: str):
-    """One positive number, or a tuple of them (one per variable); None stays None."""
-    if value is None:
-        return None
-    t = np.asarray(value, dtype=np.float64) if not isinstance(value, (str, bytes, bool, dict)) else None
-    if t is None or t.ndim > 1 or t.size == 0 or not (np.isfinite(t) & (t > 0)).all():
-        raise ValueError(f"{name} must be a positive number or a sequence of them (one per variable), "
-                         f"not {value!r}")
-    return float(t) if t.ndim == 0 else tuple(float(v) for v in t)
-
-
-#: the codec's modes besides a plain quality level; at most one is given
-MODES = ("target_rmse", "max_abs_error", "max_rel_error")
-
-
-def check_mode(quality=None, target_rmse=None, max_abs_error=None, max_rel_error=None) -> dict:
-    """The codec's mode as it keeps it: a quality level (the default one when nothing is
-    given), or a target RMSE, or an error bound (with an optional predictor level, 0 =
-    no network)."""
-    mode = {k: _positive(v, k) for k, v in zip(MODES, (target_rmse, max_abs_error, max_rel_error))}
-    given = [k for k, v in mode.items() if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give at most one of {', '.join(MODES)}, not {' and '.join(given)}")
-    if given == ["target_rmse"]:
-        if quality is not None:
-            raise ValueError("give either quality or target_rmse, not both")
-        return {"quality": None, **mode}
-    if given:  # an error bound: quality, if given, fixes the predicting level
-        return {"quality": None if quality is None else check_quality(quality, lowest=0), **mode}
-    return {"quality": check_quality(DEFAULT_QUALITY if quality is None else quality), **mode}
-
-
-def mode_config(mode: dict) -> dict:
-    """The codec configuration of its mode: only what is set, JSON-ready."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in mode.items() if v is not None}
-
-
-def check_quality(quality, lowest: int = 1) -> int:
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not lowest <= quality <= 63:
-        raise ValueError(f"quality must be an integer level {lowest}, {lowest + 1}, ... "
-                         f"(see cra5codec.available_qualities()), not {quality!r}")
-    return int(quality)
-
-
-def encode_chunk(arr, model: str, quality=None, target_rmse=None, max_abs_error=None, max_rel_error=None) -> bytes:
-    """One chunk in the codec's mode (both Zarr faces call this)."""
-    if max_abs_error is not None or max_rel_error is not None:
-        from . import bounded
-
-        relative = max_abs_error is None
-        return bounded.encode(arr, max_rel_error if relative else max_abs_error, relative, quality, model)
-    return pipeline.encode(arr, quality, model, target_rmse)
-
-
-def describe_mode(mode: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in mode.items() if v is not None)
+from .mode import DEFAULT_QUALITY, LEVELS, MODES, Mode
+from .weights import DEFAULT_MODEL
 
 
 class CRA5Codec(Codec):
@@ -79,8 +22,10 @@ class CRA5Codec(Codec):
     Parameters
     ----------
     quality : int, optional
-        Quality level, 1 = smallest output (default 4); see
-        :func:`cra5codec.available_qualities`.
+        Quality level, 1 = smallest output (default 5). Each level is an error: level
+        ``q`` codes every field to an RMSE of at most ``cra5codec.mode.LEVELS[q - 1]``
+        (0.2 down to 1e-4) times the field's standard deviation, on any grid, by the
+        cheapest of its paths; see :func:`cra5codec.available_qualities`.
     target_rmse : float or sequence of float, optional
         Instead of a fixed level: the RMSE (in the data's units) each field may have,
         one value for all or one per variable (the chunk axis before lat, lon). Each
@@ -111,17 +56,13 @@ class CRA5Codec(Codec):
 
     def __init__(self, quality: int | None = None, model: str = DEFAULT_MODEL, target_rmse=None,
                  max_abs_error=None, max_rel_error=None):
-        mode = check_mode(quality, target_rmse, max_abs_error, max_rel_error)
-        self.quality, self.target_rmse = mode["quality"], mode["target_rmse"]
-        self.max_abs_error, self.max_rel_error = mode["max_abs_error"], mode["max_rel_error"]
+        self.mode = Mode.of(quality, target_rmse, max_abs_error, max_rel_error)
+        self.quality, self.target_rmse = self.mode.quality, self.mode.target_rmse
+        self.max_abs_error, self.max_rel_error = self.mode.max_abs_error, self.mode.max_rel_error
         self.model = str(model)
 
-    @property
-    def _mode(self) -> dict:
-        return {"quality": self.quality, **{k: getattr(self, k) for k in MODES}}
-
     def get_config(self):
-        return {"id": self.codec_id, **mode_config(self._mode), "model": self.model}
+        return {"id": self.codec_id, **self.mode.config(), "model": self.model}
 
     def encode(self, buf):
         if isinstance(buf, np.generic):  # a numpy scalar: refused below for its shape
@@ -130,14 +71,14 @@ class CRA5Codec(Codec):
             got = f"{buf.dtype} data" if isinstance(buf, np.ndarray) else f"a {type(buf).__name__} object"
             raise ValueError(f"CRA5Codec needs the chunk as a float32/float64 array shaped (..., lat, lon), not "
                              f"{got} -- place it first, without byte filters")
-        return encode_chunk(buf, self.model, **self._mode)
+        return self.mode.encode(buf, self.model)
 
     def decode(self, buf, out=None):
         arr = pipeline.decode(buf)
         return arr if out is None else ndarray_copy(arr, out)
 
     def __repr__(self) -> str:
-        return f"CRA5Codec({describe_mode(self._mode)}, model={self.model!r})"
+        return f"CRA5Codec({self.mode}, model={self.model!r})"
 
 
 # The entry point registers the codec for installed packages; this covers source

@@ -14,7 +14,7 @@ import numpy as np
 from . import data, metrics
 from .encoding import xarray_encoding
 from .evaluate import stored_bytes
-from .weights import DEFAULT_QUALITY
+from .mode import DEFAULT_QUALITY
 
 
 def prepare(ds, variables=None, shape=data.TARGET_SHAPE):

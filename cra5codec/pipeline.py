@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import bitstream, entropy, weights
+from . import bitstream, entropy, sections, weights
 from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, padded_size  # noqa: F401
 
 #: the most fields per network call
@@ -78,81 +78,97 @@ class TargetNotMetWarning(UserWarning):
     the network reaches is met by a coded residual."""
 
 
-def encode(arr, quality: int = weights.DEFAULT_QUALITY, model: str = weights.DEFAULT_MODEL,
-           target_rmse=None) -> bytes:
+def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, target_rmse=None,
+           network_level: int | None = None) -> bytes:
     """Compress an array shaped (..., lat, lon) into one cra5 chunk.
 
-    With ``target_rmse`` (one value, or one per variable along axis -3), each field
-    gets the cheapest quality level whose reconstruction meets its target; ``quality``
-    is then ignored.
+    Each field is coded to an RMSE of at most its target: ``target_rmse`` (one value, or
+    one per variable along axis -3), or else the quality level's share of the field's
+    standard deviation (:data:`cra5codec.mode.LEVELS`), by the cheapest path that meets
+    it: the network alone at its cheapest sufficient level, or an error-bounded residual
+    around the network's or the neighbouring fields' prediction (or around none).
+    ``network_level`` instead codes every field with the network alone at that level
+    (what a quality level meant before 0.3.0; for measuring the network).
     """
+    from .mode import DEFAULT_QUALITY, LEVELS
+
     arr = check_input(arr)
     h, w = arr.shape[-2:]
     flat = arr.reshape(-1, h, w)
     infos, masks = zip(*(describe(x) for x in flat))
-    coded = [i for i, f in enumerate(infos) if f.kind == CODED]
+    coded = np.array([i for i, f in enumerate(infos) if f.kind == CODED], dtype=int)
     fortran = arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous
     chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran)
-    chunk.masks = bitstream.pack_masks([m for m in masks if m is not None])
-    if coded:
-        rt = runtime(model)
+    chunk.masks = sections.pack_masks([m for m in masks if m is not None])
+    if not coded.size:
+        return bitstream.pack(chunk)
+    if target_rmse is None:
+        quality = DEFAULT_QUALITY if quality is None else quality
+        if not 1 <= quality <= len(LEVELS):
+            raise ValueError(f"quality must be in 1..{len(LEVELS)}, not {quality}")
+        targets = LEVELS[quality - 1] * np.array([infos[i].std for i in coded])
+    else:
+        targets = field_targets(target_rmse, arr.shape)[coded]
+    rt = runtime(model)
+    mean = posterior_means(rt, flat, coded, infos)
+    if network_level is not None:
+        if not 1 <= network_level <= rt.qualities:
+            raise ValueError(f"network_level must be in 1..{rt.qualities} for model {model!r}, not {network_level}")
+        levels = np.full(len(coded), network_level)
+        for i in coded:
+            infos[i].quality = network_level
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
-        mean = posterior_means(rt, flat, coded, infos)
-        if target_rmse is None:
-            quality = weights.DEFAULT_QUALITY if quality is None else quality
-            if not 1 <= quality <= rt.qualities:
-                raise ValueError(f"quality must be in 1..{rt.qualities} for model {model!r}, not {quality}")
-            levels = np.full(len(coded), quality)
-        else:
-            targets = field_targets(target_rmse, arr.shape)[coded]
-            levels, reached = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets)
-            missed = reached > targets
-            if missed.any():
-                return _with_residuals(chunk, flat, np.array(coded), mean, levels, targets, missed, model)
-        for i, q in zip(coded, levels):
-            infos[i].quality = int(q)
         code_latents(rt, chunk, mean, levels)
-    return bitstream.pack(chunk)
+        return bitstream.pack(chunk)
+    levels, reached = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets)
+    met = reached <= targets
+    bits = np.full(len(coded), np.inf)
+    if met.any():  # what the network alone costs where it meets the target
+        y_sym, _, y_table, z_sym = quantise_latents(rt, mean[met], levels[met])
+        bits[met] = rt.latent_bits(y_sym, y_table, z_sym)
+    return _cheapest(chunk, flat, coded, mean, levels, targets, bits, model)
 
 
-#: a field whose target RMSE r the network misses is first coded within the bound
-#: RESIDUAL_BOUND * r: the error-bounded residual's RMSE is then at most about r (its
-#: errors spread at most uniformly over the bound, whose RMSE is bound / sqrt(3)), and
-#: often less, so the bound is widened once to the measured ratio where that stays within r
+#: a field coded as a residual is first coded within the bound RESIDUAL_BOUND * its
+#: target RMSE r: the residual's RMSE is then at most about r (its errors spread at
+#: most uniformly over the bound, whose RMSE is bound / sqrt(3)), and often less, so the
+#: bound is widened once to the measured ratio where that stays within r
 RESIDUAL_BOUND = 0.95 * 3 ** 0.5
 
 
-def _with_residuals(chunk, flat, coded, mean, levels, targets, missed, model) -> bytes:
-    """The packed chunk with ``coded[~missed]`` coded by the network alone at ``levels``
-    and ``coded[missed]``, whose targets the network cannot reach, as bounded fields
-    (the network's or the previous field's prediction plus a coded residual), in one
-    entropy-coded stream."""
+def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
+    """The packed chunk with each field of ``coded`` coded by the cheaper of: the network
+    alone at ``levels`` (where ``bits`` is finite: it meets the target there), and a
+    bounded field (the network's or the neighbours' prediction plus a coded residual,
+    or the residual alone) whose RMSE meets ``targets``; all in one entropy-coded stream."""
     import dataclasses
 
     from . import bounded
 
-    keep, index = ~missed, coded[missed]
     original = [dataclasses.replace(f) for f in chunk.fields]
     bounds = np.full(len(flat), np.nan)
-    bounds[index] = RESIDUAL_BOUND * targets[missed]
+    bounds[coded] = RESIDUAL_BOUND * targets
+    alone = {int(i): (int(q), b, m) for i, q, b, m in zip(coded, levels, bits, mean) if np.isfinite(b)}
     best = packed = None
     for attempt in range(2):
         chunk.fields = [dataclasses.replace(f) for f in original]
         chunk.model_id, chunk.weights_tag = 0, bytes(4)
-        for i, q in zip(coded[keep], levels[keep]):
-            chunk.fields[i].quality = int(q)
-        bounded.encode_into(chunk, flat, list(index), bounds, model=model,
-                            plain=(list(coded[keep]), mean[keep], levels[keep]) if keep.any() else None)
+        bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone,
+                            posteriors=dict(zip(coded.tolist(), mean)))
         packed = bitstream.pack(chunk)
+        index = np.array([i for i in coded if chunk.fields[i].kind == BOUNDED], dtype=int)
+        if not index.size:
+            return packed
         decoded = decode(packed).reshape(flat.shape)[index]
+        want = targets[np.searchsorted(coded, index)]
         with np.errstate(invalid="ignore"):
             rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
-        if (rmse <= targets[missed]).all():
+        if (rmse <= want).all():
             best = packed
         elif best is not None:
             break
         # widen (or narrow) each bound to what its measured error allows
-        bounds[index] *= np.clip(0.98 * targets[missed] / np.maximum(rmse, 1e-300), 0.5, 1.8)
+        bounds[index] *= np.clip(0.98 * want / np.maximum(rmse, 1e-300), 0.5, 1.8)
     return best if best is not None else packed
 
 
@@ -174,7 +190,7 @@ def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarra
     rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
     rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
     chunk.ans = coder.get_compressed().astype("<u4").tobytes()
-    chunk.symbol_check = bitstream.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes)
+    chunk.symbol_check = sections.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes)
     return y_sym + mu
 
 
@@ -281,7 +297,7 @@ def _decode(chunk: bitstream.Chunk) -> np.ndarray:
     h, w = chunk.shape[-2:]
     n = len(chunk.fields)
     result = np.empty((n, h, w), dtype=chunk.dtype)
-    masks = bitstream.unpack_masks(chunk.masks, sum(f.has_mask for f in chunk.fields), (h, w))
+    masks = sections.unpack_masks(chunk.masks, sum(f.has_mask for f in chunk.fields), (h, w))
     mask_of = dict(zip([i for i, f in enumerate(chunk.fields) if f.has_mask], masks))
     if any(m.all() for m in masks):  # the encoder stores such a field as all NaN, without a mask
         raise ValueError("cra5 chunk's NaN mask section masks a whole field that holds values")
@@ -341,7 +357,7 @@ def _decode_latents(chunk: bitstream.Chunk, latent: list[int]):
         raise
     except Exception as e:  # constriction reports exhausted or invalid streams this way
         raise ValueError(f"cra5 chunk's entropy-coded data is invalid: {e}") from None
-    if bitstream.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes) != chunk.symbol_check:
+    if sections.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes) != chunk.symbol_check:
         raise ValueError("cra5 chunk decoded to different symbols than were encoded: the "
                          "stream is damaged, or this machine's hyper-synthesis rounds "
                          "differently from the encoder's")

@@ -1,7 +1,7 @@
 """CRA5Serializer: cra5 as a native Zarr format 3 array-to-bytes codec.
 
 In ``zarr.json`` it appears as ``{"name": "cra5codec.cra5", "configuration":
-{"quality": 4, "model": "vaeformer-s3"}}`` in the serializer slot. It sees each chunk's
+{"quality": 5, "model": "vaeformer-s3"}}`` in the serializer slot. It sees each chunk's
 shape and dtype from zarr, and runs the network in a worker thread so zarr's event
 loop keeps other chunks' I/O moving.
 """
@@ -16,7 +16,7 @@ from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
 from . import pipeline
-from .codec import MODES, check_mode, encode_chunk, mode_config
+from .mode import Mode
 from .weights import DEFAULT_MODEL
 
 NAME = "cra5codec.cra5"
@@ -29,8 +29,8 @@ class CRA5Serializer(ArrayBytesCodec):
     Parameters
     ----------
     quality : int, optional
-        Quality level, 1 = smallest output (default 4); see
-        :func:`cra5codec.available_qualities`.
+        Quality level, 1 = smallest output (default 5), each an error relative to
+        every field's spread; see :class:`cra5codec.CRA5Codec`.
     model : str
         Name of the shipped model.
     target_rmse : float or sequence of float, optional
@@ -49,12 +49,13 @@ class CRA5Serializer(ArrayBytesCodec):
     max_rel_error: float | tuple[float, ...] | None = None
 
     def __post_init__(self):
-        for k, v in check_mode(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error).items():
+        mode = Mode.of(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error)
+        for k, v in mode.__dict__.items():
             object.__setattr__(self, k, v)
 
     @property
-    def _mode(self) -> dict:
-        return {k: getattr(self, k) for k in ("quality", *MODES)}
+    def mode(self) -> Mode:
+        return Mode(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error)
 
     @classmethod
     def from_dict(cls, data):
@@ -62,7 +63,7 @@ class CRA5Serializer(ArrayBytesCodec):
         return cls(**(config or {}))
 
     def to_dict(self):
-        return {"name": NAME, "configuration": {**mode_config(self._mode), "model": self.model}}
+        return {"name": NAME, "configuration": {**self.mode.config(), "model": self.model}}
 
     def validate(self, *, shape, dtype, chunk_grid) -> None:
         native = dtype.to_native_dtype()
@@ -81,7 +82,7 @@ class CRA5Serializer(ArrayBytesCodec):
 
     async def _encode_single(self, chunk_array, chunk_spec):
         arr = np.ascontiguousarray(chunk_array.as_numpy_array())
-        data = await asyncio.to_thread(encode_chunk, arr, self.model, **self._mode)
+        data = await asyncio.to_thread(self.mode.encode, arr, self.model)
         return chunk_spec.prototype.buffer.from_bytes(data)
 
     def compute_encoded_size(self, input_byte_length, _chunk_spec):

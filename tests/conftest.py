@@ -104,7 +104,15 @@ def codec():
 
 @pytest.fixture(scope="session")
 def era5_chunk(era5_regridded, codec) -> bytes:
-    """One encoded (1, 5, 128, 256) chunk of real ERA5 data."""
+    """One (1, 5, 128, 256) chunk of real ERA5 data coded by the network (level 4)."""
+    from cra5codec import pipeline
+
+    return pipeline.encode(era5_regridded[:1], network_level=4)
+
+
+@pytest.fixture(scope="session")
+def codec_chunk(era5_regridded, codec) -> bytes:
+    """The same ERA5 data as the default codec writes it."""
     return codec.encode(era5_regridded[:1])
 
 
@@ -119,7 +127,7 @@ def small_chunk(eda_zt) -> bytes:
     x[0, 2] = 273.15
     x[1, 2] = np.nan
     x[1, 0, :10] = np.nan
-    return pipeline.encode(x)
+    return pipeline.encode(x, quality=1)  # level 1: the network alone
 
 
 @pytest.fixture(scope="session")

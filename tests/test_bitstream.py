@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from cra5codec import bitstream, pipeline
+from cra5codec import bitstream, pipeline, sections
 from cra5codec.bitstream import ALL_NAN, CODED, CONSTANT, Chunk, Field, pack, unpack
 from helpers import fix_crc
 
@@ -20,7 +20,7 @@ def test_header_of_constant_field_is_small():
 
 
 def test_header_of_coded_field_is_small(era5_regridded):
-    b = pipeline.encode(era5_regridded[0, 0])
+    b = pipeline.encode(era5_regridded[0, 0], network_level=4)
     ch = unpack(b)
     framing = len(b) - len(ch.ans)
     assert framing < 64
@@ -28,15 +28,15 @@ def test_header_of_coded_field_is_small(era5_regridded):
     promised = int(re.search(r"single 128 x 256 field costs (\d+) bytes of framing", bitstream.__doc__).group(1))
     assert framing <= promised
     # more fields add one field record each (kind byte + mean + std + quality), nothing else
-    b5 = pipeline.encode(era5_regridded[:1])
+    b5 = pipeline.encode(era5_regridded[:1], network_level=4)
     extra = (len(b5) - len(unpack(b5).ans)) - framing  # one more shape varint, 4 records,
     assert 4 * 9 < extra <= 1 + 4 * 14 + 2            # maybe a longer ANS length varint
 
 
 def test_layout(era5_regridded):
-    b = pipeline.encode(era5_regridded[:1, :2].astype(np.float64), quality=2)
-    # every chunk is written in the current version (4: a 4-byte symbol check)
-    assert b[:2] == b"C5" and b[2] == bitstream.VERSION == 4
+    b = pipeline.encode(era5_regridded[:1, :2].astype(np.float64), network_level=2)
+    # every chunk is written in the current version (5)
+    assert b[:2] == b"C5" and b[2] == bitstream.VERSION == 5
     assert b[8] == 0x80  # float64 flag; the quality is in each field record
     assert b[9] == 4  # ndim
     assert struct.unpack("<I", b[-4:])[0] == zlib.crc32(b[:-4])
@@ -58,7 +58,7 @@ def test_pack_unpack_roundtrip(dtype):
     fields = [Field(CODED, False, mean=1.5, std=0.25, quality=1), Field(CONSTANT, True, value=-3.0),
               Field(ALL_NAN), Field(CODED, True, mean=-2.0e5, std=1024.0, quality=63),
               Field(CONSTANT, value=0.1 if dtype == np.float64 else float(np.float32(0.1)))]
-    masks = bitstream.pack_masks([np.eye(8, 12, dtype=bool), np.ones((8, 12), bool)])
+    masks = sections.pack_masks([np.eye(8, 12, dtype=bool), np.ones((8, 12), bool)])
     ch = Chunk(1, b"\x01\x02\x03\x04", np.dtype(dtype), (5, 8, 12), fields, masks=masks,
                ans=bytes(range(40)), symbol_check=0xBEEF)
     b = pack(ch)
@@ -112,28 +112,28 @@ def test_varint_malformed_and_truncated():
 def test_masks_roundtrip():
     rng = np.random.default_rng(0)
     masks = [rng.random((33, 49)) < p for p in (0.0, 0.1, 0.9, 1.0)]
-    data = bitstream.pack_masks(masks)
-    back = bitstream.unpack_masks(data, len(masks), (33, 49))
+    data = sections.pack_masks(masks)
+    back = sections.unpack_masks(data, len(masks), (33, 49))
     for a, b in zip(masks, back):
         np.testing.assert_array_equal(a, b)
-    assert bitstream.pack_masks([]) == b"" and bitstream.unpack_masks(b"", 0, (3, 3)) == []
+    assert sections.pack_masks([]) == b"" and sections.unpack_masks(b"", 0, (3, 3)) == []
     with pytest.raises(ValueError, match="mask"):
-        bitstream.unpack_masks(b"not zlib", 1, (3, 3))
+        sections.unpack_masks(b"not zlib", 1, (3, 3))
     with pytest.raises(ValueError, match="does not inflate"):  # fewer or more bytes than the masks need
-        bitstream.unpack_masks(data, 5, (33, 49))
+        sections.unpack_masks(data, 5, (33, 49))
     with pytest.raises(ValueError, match="does not inflate"):
-        bitstream.unpack_masks(data, 3, (33, 49))
+        sections.unpack_masks(data, 3, (33, 49))
     with pytest.raises(ValueError, match="does not inflate"):  # a zip bomb inflates no further than needed
-        bitstream.unpack_masks(zlib.compress(bytes(10 ** 8)), 1, (33, 49))
+        sections.unpack_masks(zlib.compress(bytes(10 ** 8)), 1, (33, 49))
 
 
 def test_symbol_check():
     a = np.arange(-50, 50).reshape(10, 10)
-    c = bitstream.symbol_check(a, a[::-1])
+    c = sections.symbol_check(a, a[::-1])
     assert 0 <= c < 2 ** 32
-    assert c & 0xFFFF == bitstream.symbol_check(a, a[::-1], nbytes=2)  # versions 2 and 3
-    assert c == bitstream.symbol_check(a.astype(np.int64), a[::-1].copy())
-    assert c != bitstream.symbol_check(a[::-1], a)
+    assert c & 0xFFFF == sections.symbol_check(a, a[::-1], nbytes=2)  # versions 2 and 3
+    assert c == sections.symbol_check(a.astype(np.int64), a[::-1].copy())
+    assert c != sections.symbol_check(a[::-1], a)
 
 
 def test_version_1_chunks_still_decode(monkeypatch):
@@ -178,3 +178,24 @@ def test_version_2_and_3_chunks_still_decode(version):
         pipeline.decode(bytes(b))
     with pytest.raises(ValueError, match="cra5"):
         pipeline.decode(fix_crc(b))
+
+
+@pytest.mark.parametrize("name", ["format_v4", "format_v4_target"])
+def test_version_4_chunks_still_decode(name):
+    """Chunks written by cra5codec 0.2.0 (format version 4): four hourly UK t2m fields
+    bounded at 0.05 K, each after the first predicted from the field before it; and a
+    target-RMSE chunk of a network-coded field beside a bounded one. Same values."""
+    from pathlib import Path
+
+    here = Path(__file__).parent / "data"
+    old = (here / f"{name}.cra5").read_bytes()
+    assert old[2] == unpack(old).version == 4
+    want = np.load(here / f"{name}_decoded.npy")
+    got = pipeline.decode(old)
+    if name == "format_v4":
+        assert [f.previous for f in unpack(old).fields] == [False, True, True, True]
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert [f.kind for f in unpack(old).fields] == [CODED, 3]
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-3, equal_nan=True)

@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 from cra5codec import CRA5Codec, CRA5Serializer, bitstream, bounded, pipeline, residual
 from cra5codec.bitstream import BOUNDED, CONSTANT, EXACT, unpack
 from cra5codec.encoding import xarray_encoding
-from cra5codec.weights import DEFAULT_QUALITY
+from cra5codec.mode import DEFAULT_QUALITY
 
 
 
@@ -52,7 +52,7 @@ def test_absolute_bound_per_variable_on_era5(era5_regridded, quality):
     assert x.nbytes / len(b) > 8
     ch = unpack(b)
     assert [f.kind for f in ch.fields] == [BOUNDED] * 5 and not ch.relative
-    assert [f.bound for f in ch.fields] == bounds.tolist()
+    assert [f.bound for f in ch.fields] == bounds.astype(np.float32).tolist()  # stored as float32
     if quality is not None:
         assert [f.quality for f in ch.fields] == [quality] * 5
 
@@ -63,7 +63,7 @@ def test_relative_bound_on_era5(era5_regridded, rel):
     y, b = roundtrip(x, max_rel_error=rel)
     assert (max_error(x, y) <= rel * field_range(x)).all()
     ch = unpack(b)
-    assert ch.relative and b[2] == 4 and {f.bound for f in ch.fields} == {rel}
+    assert ch.relative and b[2] == 5 and {f.bound for f in ch.fields} == {float(np.float32(rel))}
 
 
 def test_bounded_beats_sz3_like_baseline_at_loose_bounds(era5_regridded):
@@ -298,45 +298,71 @@ def test_network_predicts_where_it_pays(era5_regridded):
         assert auto <= 1.01 * len(CRA5Codec(max_rel_error=rel, quality=0).encode(t2m))
 
 
-# ------------------------------------------------------------------------------ previous field
+# ------------------------------------------------------------------------------ neighbours
 @pytest.mark.parametrize("quality", [0, None])
-def test_fields_predicted_from_the_previous_one(data_dir, quality):
-    """Hourly steps: each field after the first is predicted from the one decoded before
-    it (a * x' + b); every bound still holds, and the chunk is much smaller than its
-    fields coded one by one."""
-    from cra5codec import data
+def test_fields_predicted_from_their_neighbours(data_dir, quality):
+    """Hourly steps: fields decode ends first, then middles, each predicted from its
+    decoded neighbours on either side (weights per reference); every bound still
+    holds, and the chunk is much smaller than its fields coded one by one."""
+    from cra5codec import data, prediction
 
     x = data.open_dataset(data_dir / "era5_t2m_uk_201903.grib")["t2m"].isel(time=slice(600, 612)).values
     x = x.astype(np.float32)
     for bound in (0.2, 0.02):
         b = bounded.encode(x, bound, quality=quality)
         ch = unpack(b)
-        assert not ch.fields[0].previous and sum(f.previous for f in ch.fields) >= 9
-        assert all(f.quality == 0 for f in ch.fields if f.previous)
+        assert [i for i, *_ in prediction.bounded_order(ch)] == prediction.hierarchy(12)
+        assert not ch.fields[0].weights and sum(len(f.weights) == 2 for f in ch.fields) >= 8
+        assert all(f.quality == 0 for f in ch.fields if f.weights)
         y = pipeline.decode(b)
         assert (max_error(x, y) <= bound).all()
         alone = sum(len(bounded.encode(f, bound, quality=0)) for f in x)
-        assert len(b) < 0.8 * alone, (len(b), alone)
+        assert len(b) < 0.7 * alone, (len(b), alone)
 
 
-def test_previous_field_prediction_with_nan_masks(uk_t2m):
+def test_neighbour_prediction_with_nan_masks(uk_t2m):
     x = uk_t2m.astype(np.float64).copy()
     x[:, :4, :6] = np.nan  # a fixed missing corner, as in the NMC storm files
     x[2, 10:12, 20:30] = np.nan
     b = bounded.encode(x, 0.05, quality=0)
-    assert any(f.previous for f in unpack(b).fields)
+    assert any(f.weights for f in unpack(b).fields)
     y = pipeline.decode(b)
     assert (max_error(x, y) <= 0.05).all() and y.dtype == np.float64
 
 
-def test_previous_bit_only_on_a_bounded_field_after_a_bounded_field():
+def test_lines_along_axis_minus_3(uk_t2m):
+    """A (time, level, lat, lon) chunk: references stay within a line of levels."""
+    from cra5codec import prediction
+
+    x = np.stack([uk_t2m[:3], uk_t2m[1:4] + 1.0]).astype(np.float32)  # (2, 3, lat, lon)
+    b = bounded.encode(x, 0.05, quality=0)
+    ch = unpack(b)
+    order = prediction.bounded_order(ch)
+    assert [i for i, *_ in order] == [0, 2, 1, 3, 5, 4]
+    assert all(r is None or r // 3 == i // 3 for i, *refs in order for r in refs)
+    assert (max_error(x, pipeline.decode(b)) <= 0.05).all()
+
+
+def test_references_must_exist():
     from cra5codec.bitstream import CONSTANT, Chunk, Field, pack
 
+    def chunk(fields, version=bitstream.VERSION):
+        return pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (2, 4, 4), fields, residual=b"\0" * 8, version=version))
+
+    # version 4: the previous field must be bounded
     f = Field(BOUNDED, mean=1.0, std=1.0, quality=0, bound=0.1, unit=0.003, previous=True, slope=1.0)
     for fields in ([f, f], [Field(CONSTANT, value=1.0), f]):
         with pytest.raises(ValueError, match="previous field"):
-            unpack(pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (2, 4, 4), fields, residual=b"\0" * 8)))
+            unpack(chunk(fields, 4))
     g = Field(BOUNDED, mean=1.0, std=1.0, quality=2, bound=0.1, unit=0.003, previous=True)
     with pytest.raises(ValueError, match="previous field"):
-        unpack(pack(Chunk(0, b"\0" * 4, np.dtype(np.float32), (2, 4, 4), [Field(BOUNDED, mean=1.0, std=1.0, bound=0.1,
-                                                                              unit=0.003), g], residual=b"\0" * 8)))
+        unpack(chunk([Field(BOUNDED, mean=1.0, std=1.0, bound=0.1, unit=0.003), g], 4))
+    # version 5: not from the network and a neighbour at once; only from a reference there is
+    h = Field(BOUNDED, mean=1.0, std=1.0, quality=2, bound=0.1, unit=0.003, before=0.5)
+    with pytest.raises(ValueError, match="both the network and another field"):
+        unpack(chunk([Field(BOUNDED, mean=1.0, bound=0.1, unit=0.003), h]))
+    first = Field(BOUNDED, mean=1.0, bound=0.1, unit=0.003, before=0.5)  # the first field has none
+    with pytest.raises(ValueError, match="reference it does not have"):
+        pipeline.decode(chunk([first, Field(BOUNDED, mean=1.0, bound=0.1, unit=0.003)]))
+    with pytest.raises(ValueError, match="not bounded from another"):
+        unpack(chunk([Field(CONSTANT, value=1.0), Field(CONSTANT, value=1.0, before=0.5)]))

@@ -8,7 +8,7 @@ import numcodecs
 import numpy as np
 import pytest
 
-from cra5codec import DEFAULT_MODEL, CRA5Codec, available_qualities, weights
+from cra5codec import DEFAULT_MODEL, CRA5Codec, available_qualities, pipeline, weights
 from helpers import ERA5_BOUNDS, run_python, rel_rmse
 
 
@@ -35,8 +35,8 @@ def test_float64_and_float32_inputs_agree(codec, era5_regridded):
     """The network runs in float32 either way: a float64 copy of float32 data decodes
     to (nearly) the same values."""
     x = era5_regridded[:1, :2]
-    y32 = codec.decode(codec.encode(x))
-    y64 = codec.decode(codec.encode(x.astype(np.float64)))
+    y32 = pipeline.decode(pipeline.encode(x, network_level=4))
+    y64 = pipeline.decode(pipeline.encode(x.astype(np.float64), network_level=4))
     scale = x.std(axis=(-2, -1), keepdims=True)
     assert np.abs(y64 - y32).max() / scale.min() < 1e-3
 
@@ -78,16 +78,16 @@ def test_decode_into_byte_buffer(codec, era5_chunk):
     np.testing.assert_array_equal(np.frombuffer(out, ref.dtype).reshape(ref.shape), ref)
 
 
-def test_encode_is_deterministic(codec, era5_regridded, era5_chunk):
-    assert codec.encode(era5_regridded[:1].copy()) == era5_chunk
+def test_encode_is_deterministic(codec, era5_regridded, codec_chunk):
+    assert codec.encode(era5_regridded[:1].copy()) == codec_chunk
 
 
-def test_encode_accepts_noncontiguous_input(codec, era5_regridded, era5_chunk):
+def test_encode_accepts_noncontiguous_input(codec, era5_regridded, codec_chunk):
     big = np.zeros((1, 5, 128, 512), np.float32)
     big[..., ::2] = era5_regridded[:1]
     x = big[..., ::2]  # a strided view, neither C- nor F-contiguous
     assert not x.flags.c_contiguous and not x.flags.f_contiguous
-    assert codec.encode(x) == era5_chunk
+    assert codec.encode(x) == codec_chunk
 
 
 def test_quality_levels_trade_size_for_error(era5_regridded):
@@ -142,12 +142,12 @@ def test_registry_entry_point_fresh_process():
     assert r.stdout.split() == ["cra5codec.codec", "CRA5Codec", "2", DEFAULT_MODEL]
 
 
-def test_pickle_roundtrip(era5_regridded, era5_chunk):
+def test_pickle_roundtrip(era5_regridded, codec_chunk):
     c = CRA5Codec(quality=2)
     c2 = pickle.loads(pickle.dumps(c))
     assert c2 == c and c2.quality == 2
     d = pickle.loads(pickle.dumps(CRA5Codec()))
-    assert d.encode(era5_regridded[:1]) == era5_chunk
+    assert d.encode(era5_regridded[:1]) == codec_chunk
 
 
 def test_concurrent_encode_matches_serial(codec, era5_regridded):
@@ -188,7 +188,7 @@ def test_every_shipped_model_still_writes_and_reads(era5_regridded, name):
     from cra5codec.bitstream import unpack
 
     x = era5_regridded[0, :2]
-    b = CRA5Codec(quality=2, model=name).encode(x)
+    b = pipeline.encode(x, model=name, network_level=2)
     assert unpack(b).model_id == weights.model_id(name)
     y = CRA5Codec().decode(b)  # any codec instance reads any model's chunks
     assert y.shape == x.shape

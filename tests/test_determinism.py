@@ -117,6 +117,6 @@ def test_a_damaged_weights_file_is_refused_by_its_hash(tmp_path, monkeypatch, er
         with pytest.raises(ValueError, match="damaged or altered"):
             pipeline.decode(era5_chunk)
         with pytest.raises(ValueError, match="damaged or altered"):
-            pipeline.encode(np.ones((4, 32, 64), np.float32).cumsum(axis=-1))
+            pipeline.encode(np.ones((4, 32, 64), np.float32).cumsum(axis=-1), network_level=1)
     finally:
         weights.sha256.cache_clear()

@@ -198,7 +198,7 @@ def test_shipped_runtime_matches_metadata():
     rt = runtime.runtime()
     meta = weights.metadata(weights.DEFAULT_MODEL)
     assert rt.model.config == meta["model_config"]
-    assert rt.qualities == len(available_qualities())
+    assert rt.qualities == len(weights.network_levels())
     assert rt.tag == weights.weights_tag(weights.DEFAULT_MODEL) and len(rt.tag) == 4
     assert not rt.model.training
     assert runtime.runtime() is rt  # loaded once per process

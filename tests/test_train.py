@@ -112,11 +112,11 @@ def test_exported_weights_drive_the_codec(runs, monkeypatch, era5_regridded):
     monkeypatch.setattr(runtime, "_runtimes", {})
     try:
         x = era5_regridded[0, :2]
-        b = pipeline.encode(x, quality=len(DEFAULT_LAMBDAS), model=name)
+        b = pipeline.encode(x, network_level=len(DEFAULT_LAMBDAS), model=name)
         assert b[3] == mid
         y = pipeline.decode(b)
         assert y.shape == x.shape and np.isfinite(y).all()
-        assert weights.available_qualities(name) == list(range(1, len(DEFAULT_LAMBDAS) + 1))
+        assert weights.network_levels(name) == list(range(1, len(DEFAULT_LAMBDAS) + 1))
     finally:
         weights.sha256.cache_clear()
         weights.metadata.cache_clear()

@@ -25,9 +25,6 @@ SHA256 = {
 }
 #: the model new chunks are written with; every model in MODELS stays to read old chunks
 DEFAULT_MODEL = "vaeformer-s3"
-#: the codec's default quality level: the middle of the default model's seven, a balance
-#: of size and error (on held-out ERA5: t2m 0.83 K at 58x; level 1 is the smallest output)
-DEFAULT_QUALITY = 4
 #: training's default rate-distortion weight per quality level, in (bits per value) per
 #: (normalised MSE), smallest output first; the shipped models record theirs in metadata
 DEFAULT_LAMBDAS = (4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0)
@@ -81,6 +78,7 @@ def metadata(name: str) -> dict:
     return {k: json.loads(v) for k, v in meta.items()}
 
 
-def available_qualities(name: str = DEFAULT_MODEL) -> list[int]:
-    """Quality levels of a shipped model, 1 = smallest output."""
+def network_levels(name: str = DEFAULT_MODEL) -> list[int]:
+    """The network levels (gain pairs) of a shipped model, 1 = smallest output; the
+    codec's quality levels are errors (:mod:`cra5codec.mode`), met with these."""
     return list(range(1, int(metadata(name)["model_config"]["qualities"]) + 1))
