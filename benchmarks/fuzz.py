@@ -60,8 +60,8 @@ from cra5codec.bitstream import BOUNDED, CODED, CONSTANT, EXACT, _varint  # noqa
 FAILURES = ("silent-garbage", "non-finite", "exception", "memory", "hang", "crash")
 OUTCOMES = ("refused", "identical", "altered-values") + FAILURES
 #: regions whose bytes are free numbers of the format (see the module docstring)
-VALUE_REGIONS = {"flags", "mean", "std", "quality", "bound", "unit", "slope", "offset", "value", "exception value",
-                 "free shape"}
+VALUE_REGIONS = {"flags", "mean", "std", "quality", "bound", "unit", "slope", "offset", "weight", "value",
+                 "exception value", "free shape", "free version"}
 
 
 # ------------------------------------------------------------------------------ corpus
@@ -89,14 +89,14 @@ def build_corpus(data_dir: Path) -> list[tuple[str, bytes]]:
     uk_nan = uk[:2].astype(np.float32).copy()
     uk_nan[0, 5:9, 10:20] = np.nan
     return [
-        ("plain q4 (181, 360) f32", pipeline.encode(t2m)),
-        ("plain q1 (2, 181, 360) f32", pipeline.encode(week, quality=1)),
-        ("plain q7 (6, 33, 49) f64", pipeline.encode(uk.astype(np.float64), quality=7)),
-        ("plain q2 (2, 4, 61, 120) f32 Fortran", pipeline.encode(np.asfortranarray(zt), quality=2)),
-        ("plain masks, constant, all-NaN (2, 3, 61, 120) f32", pipeline.encode(mixed)),
+        ("network level 4 (181, 360) f32", pipeline.encode(t2m, network_level=4)),
+        ("quality 1 (2, 181, 360) f32", pipeline.encode(week, quality=1)),
+        ("network level 7 (6, 33, 49) f64", pipeline.encode(uk.astype(np.float64), network_level=7)),
+        ("quality 5 (2, 4, 61, 120) f32 Fortran", pipeline.encode(np.asfortranarray(zt), quality=5)),
+        ("network masks, constant, all-NaN (2, 3, 61, 120) f32", pipeline.encode(mixed, network_level=2)),
         ("target RMSE (96, 480) f64", pipeline.encode(ei_z, target_rmse=80.0)),
         ("target RMSE below the network: coded and bounded (2, 181, 360) f32",
-         pipeline.encode(week, target_rmse=[3.0, 0.05])),
+         pipeline.encode(week, target_rmse=[_rmse(week[0], pipeline.encode(week[:1], network_level=1)), 0.05])),
         ("bounded abs network (2, 33, 49) f32 NaN", bounded.encode(uk_nan, 0.05, quality=3)),
         ("bounded abs no network (6, 33, 49) f64", bounded.encode(uk.astype(np.float64), 0.02, quality=0)),
         ("bounded rel auto (2, 4, 61, 120) f32", bounded.encode(zt, 1e-3, relative=True)),
@@ -104,6 +104,13 @@ def build_corpus(data_dir: Path) -> list[tuple[str, bytes]]:
         ("constants only (3, 8, 16) f32", pipeline.encode(np.stack([np.full((8, 16), v, np.float32)
                                                                    for v in (1.5, -2.0, 0.0)]))),
     ]
+
+
+def _rmse(x, buf) -> float:
+    """A hair above the RMSE at which ``buf`` decodes ``x``."""
+    from cra5codec import pipeline
+
+    return float(np.sqrt(np.mean((pipeline.decode(buf)[0].astype(np.float64) - x) ** 2))) * (1 + 1e-4)
 
 
 # ------------------------------------------------------------------------------ layout
@@ -123,15 +130,24 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
         out.append((name, start, r.pos))
         return n
 
-    for name, n in (("magic", 2), ("version", 1), ("model", 1), ("tag", 4), ("flags", 1), ("ndim", 1)):
-        take(name, n)
-    # the shape of a chunk of constant and all-NaN fields alone is as free as their values
+    # the shape (and version: 2 to 5 store them alike) of a chunk of constant and all-NaN
+    # fields alone is as free as their values
     free = not (ch.latent_fields or any(f.has_mask or f.kind in (BOUNDED, EXACT) for f in ch.fields))
+    for name, n in (("magic", 2), ("free version" if free else "version", 1), ("model", 1), ("tag", 4),
+                    ("flags", 1), ("ndim", 1)):
+        take(name, n)
     for _ in ch.shape:
         varint("free shape" if free else "shape")
     for f in ch.fields:
         take("kind", 1)
-        if f.kind in (CODED, BOUNDED):
+        if f.kind == BOUNDED and ch.version >= 5:
+            take("mean", 8), take("quality", 1)
+            if f.quality:
+                take("std", 4)
+            take("bound", 4), take("unit", 8)
+            for _ in f.weights:
+                take("weight", 4)
+        elif f.kind in (CODED, BOUNDED):
             take("mean", 8), take("std", 4), take("quality", 1)
             if f.kind == BOUNDED:
                 take("bound", 8), take("unit", 8)
@@ -239,9 +255,9 @@ def mutate_structure(rng, buf: bytes, other: bytes, regions) -> bytes:
             enc = bytearray(_varint(v))
             enc[-1] |= 0x80
             new = bytes(enc) + b"\x80" * int(rng.integers(0, 8)) + b"\x00"
-    elif name in ("mean", "bound", "unit", "slope", "offset") or (name in ("value", "exception value") and e - s == 8):
+    elif name in ("mean", "bound", "unit", "slope", "offset", "value", "exception value") and e - s == 8:
         new = struct.pack("<d", _float(rng, struct.unpack("<d", old)[0]))
-    elif name in ("std",) or (name in ("value", "exception value") and e - s == 4):
+    elif name in ("std", "bound", "weight", "value", "exception value") and e - s == 4:
         with np.errstate(over="ignore"):
             new = np.float32(_float(rng, float(np.frombuffer(old, "<f4")[0]))).tobytes()
     elif e - s == 1:  # version, model, flags, ndim, kind, quality: any byte
