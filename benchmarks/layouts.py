@@ -295,13 +295,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--sets", help="comma-separated subset of the sets (default: all)")
-    p.add_argument("--qualities", default="1,2,3,4,5,6,7")
+    p.add_argument("--qualities", help="comma-separated quality levels (default: all)")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "layouts.json"))
     p.add_argument("--plots", help="folder for one rate-distortion PNG per set")
     args = p.parse_args(argv)
     sets = load_sets(Path(args.data))
     chosen = args.sets.split(",") if args.sets else list(sets)
-    qualities = [int(q) for q in args.qualities.split(",")]
+    from cra5codec import available_qualities
+
+    qualities = [int(q) for q in args.qualities.split(",")] if args.qualities else available_qualities()
     results = []
     for name in chosen:
         t0 = time.perf_counter()

@@ -100,9 +100,7 @@ def prepared(job: Job):
     src = data.open_dataset(job.source, storage_options=job.options or None)
     if job.isel:
         src = src.isel({d: slice(a, b) for d, a, b in job.isel})
-    from .demo import prepare
-
-    ds = prepare(src, job.variables, job.regrid)
+    ds = data.prepare(src, job.variables, job.regrid)
     chunks = dict(job.chunks)
     return ds.chunk({d: chunks[d] for d in ds.dims if d in chunks}) if chunks else ds
 
@@ -341,3 +339,15 @@ def decompress(src: str, dest: str, zarr_format: int = 3, storage_options: dict 
     with TqdmCallback(desc="cra5 decompress", unit="task", disable=not progress):  # the bar of the other commands
         write.compute()
 
+
+#: metadata files of a Zarr store (not chunks)
+_META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+
+def stored_bytes(dest: str, name: str, storage_options: dict | None = None) -> int:
+    """Bytes of the chunks of array ``name`` in the store at ``dest`` (metadata excluded)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(dest, **(storage_options or {}))
+    files = fs.find(f"{root.rstrip('/')}/{name}", detail=True)
+    return sum(int(f["size"]) for p, f in files.items() if p.rsplit("/", 1)[-1] not in _META)

@@ -33,7 +33,8 @@ import zlib
 
 import numpy as np
 
-from . import bitstream, pipeline, prediction, residual, sections, weights
+from . import bitstream, network, prediction, residual, sections, weights
+from .fields import check_input, describe, field_targets
 from .bitstream import BOUNDED, CODED, EXACT, _Reader, _varint
 from .prediction import MAX_UNITS
 
@@ -43,7 +44,7 @@ K = 64
 
 def field_bounds(bound, shape, relative: bool = False) -> np.ndarray:
     """One requested bound per field: a single value, or one per variable (axis -3)."""
-    return pipeline.field_targets(bound, shape, "max_rel_error" if relative else "max_abs_error")
+    return field_targets(bound, shape, "max_rel_error" if relative else "max_abs_error")
 
 
 def unit_for(bound: float, valid: np.ndarray, mean: float, dtype) -> float | None:
@@ -74,10 +75,10 @@ def encode(arr, bound, relative: bool = False, quality: int | None = None,
         The network level that predicts (0: none); by default each field gets the
         level (or none) that makes it smallest.
     """
-    arr = pipeline.check_input(arr)
+    arr = check_input(arr)
     h, w = arr.shape[-2:]
     flat = arr.reshape(-1, h, w)
-    infos, masks = zip(*(pipeline.describe(x) for x in flat))
+    infos, masks = zip(*(describe(x) for x in flat))
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
     chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran, relative)
     chunk.masks = sections.pack_masks([m for m in masks if m is not None])
@@ -119,10 +120,10 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
     t = [(flat[i].astype(np.float64) - f.mean) / f.unit for i, f in zip(fields, infos)]
     levels, rt, post, cost = np.zeros(len(fields), int), None, None, None
     if quality != 0:
-        rt = pipeline.runtime(model)
+        rt = network.runtime(model)
         missing = [i for i in fields if i not in posteriors]
         if missing:
-            posteriors = {**posteriors, **dict(zip(missing, pipeline.posterior_means(rt, flat, missing, chunk.fields)))}
+            posteriors = {**posteriors, **dict(zip(missing, network.posterior_means(rt, flat, missing, chunk.fields)))}
         post = np.stack([posteriors[i] for i in fields])
         if quality is None:
             levels, cost = _best_levels(rt, post, t, infos)
@@ -157,9 +158,9 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
     index, means, qs = index + plain, means + [alone[i][2] for i in plain], qs + [alone[i][0] for i in plain]
     if index:
         order_ = np.argsort(index)  # the decoder reads latents in field order
-        rt = rt or pipeline.runtime(model)
+        rt = rt or network.runtime(model)
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
-        y_hat = pipeline.code_latents(rt, chunk, np.stack(means)[order_], np.array(qs)[order_])
+        y_hat = network.code_latents(rt, chunk, np.stack(means)[order_], np.array(qs)[order_])
         row = {index[o]: k for k, o in enumerate(order_)}
         y_net = y_hat[[row[fields[j]] for j in net]]
         for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):
@@ -223,7 +224,7 @@ def _set_weights(f, refs, i, weights) -> None:
 def _bases(rt, y_hat, levels, infos, shape):
     """The network's prediction of each field, on its grid (int64), computed in float64."""
     h, w = shape
-    n = pipeline.batch_size(shape)
+    n = network.batch_size(shape)
     for s in range(0, len(y_hat), n):
         pred = rt.synthesise_exact(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
         for p, f in zip(pred, infos[s:s + n]):
@@ -242,11 +243,11 @@ def _best_levels(rt, post, t, infos) -> tuple[np.ndarray, np.ndarray]:
         if not active.size:
             break
         levels = np.full(active.size, q)
-        y_sym, mu, table, z = pipeline.quantise_latents(rt, post[active], levels)
+        y_sym, mu, table, z = network.quantise_latents(rt, post[active], levels)
         bits = rt.latent_bits(y_sym, table, z)
         # float32 synthesis is close enough for an estimate
         h, w = t[0].shape
-        n = pipeline.batch_size((h, w))
+        n = network.batch_size((h, w))
         pred = np.concatenate([rt.synthesise(y_sym[s:s + n] + mu[s:s + n], q) for s in range(0, active.size, n)])
         keep = []
         for a, j in enumerate(active):

@@ -151,6 +151,11 @@ def _info(args) -> int:
     return 0
 
 
+#: the optional dependencies (pyproject extras) commands may need, by extra
+EXTRAS = {"archive": {"dask", "distributed", "fsspec", "netCDF4", "cfgrib", "tqdm"}, "plots": {"matplotlib"},
+          "s3": {"s3fs"}}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="cra5codec", description="Neural lossy compression of gridded weather data in Zarr.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -218,6 +223,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return args.func(args)
+    except ModuleNotFoundError as e:
+        extra = next((x for x, mods in EXTRAS.items() if e.name and e.name.split(".")[0] in mods), None)
+        if extra is None:
+            raise
+        print(f"cra5codec {args.command}: needs {e.name}, from the '{extra}' extra: "
+              f"pip install \"cra5codec[{extra}]\" (or cra5codec[all])", file=sys.stderr)
+        return 1
     except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"cra5codec {args.command}: {e}", file=sys.stderr)
         return 1

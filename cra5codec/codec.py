@@ -7,7 +7,7 @@ from numcodecs.compat import ndarray_copy
 from numcodecs.registry import register_codec
 
 from . import pipeline
-from .mode import DEFAULT_QUALITY, LEVELS, MODES, Mode
+from .mode import Mode
 from .weights import DEFAULT_MODEL
 
 
@@ -71,7 +71,7 @@ class CRA5Codec(Codec):
             got = f"{buf.dtype} data" if isinstance(buf, np.ndarray) else f"a {type(buf).__name__} object"
             raise ValueError(f"CRA5Codec needs the chunk as a float32/float64 array shaped (..., lat, lon), not "
                              f"{got} -- place it first, without byte filters")
-        return self.mode.encode(buf, self.model)
+        return pipeline.encode_chunk(buf, self.mode, self.model)
 
     def decode(self, buf, out=None):
         arr = pipeline.decode(buf)

@@ -240,3 +240,25 @@ def sample_dataset():
                     {"units": meta["units"][v], "long_name": meta["long_name"][v]})
                 for v in meta["units"]}
     return xr.Dataset(data, coords=coords, attrs={"source": meta["source"], "attribution": meta["attribution"]})
+
+
+def prepare(ds, variables=None, shape=TARGET_SHAPE):
+    """Select (lat, lon) variables, regrid global ones to ``shape`` (None: keep the
+    grid), make them floating point and chunk them one 2-D field per chunk."""
+    import xarray as xr
+
+    names = list(variables) if variables else data_variables(ds)
+    out = {}
+    for v in names:
+        da = ds[v]
+        if da.dtype.kind != "f":
+            da = da.astype(np.float32)
+        if shape is not None and is_global(da):
+            da = regrid(da, shape)
+        lat, lon = lat_lon_names(da)
+        da = da.transpose(..., lat, lon)  # the codec compresses the last two axes
+        out[v] = da.chunk({d: (-1 if d in (lat, lon) else 1) for d in da.dims})
+    out = xr.Dataset(out, attrs=ds.attrs)
+    for var in out.variables.values():  # the source's codecs and chunks must not leak into the output
+        var.encoding = {k: v for k, v in var.encoding.items() if k in ("units", "calendar", "dtype")}
+    return out

@@ -9,34 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from . import data, metrics
 from .encoding import xarray_encoding
-from .evaluate import stored_bytes
+from .archive import stored_bytes
 from .mode import DEFAULT_QUALITY
-
-
-def prepare(ds, variables=None, shape=data.TARGET_SHAPE):
-    """Select (lat, lon) variables, regrid global ones to ``shape`` (None: keep the
-    grid), make them floating point and chunk them one 2-D field per chunk."""
-    import xarray as xr
-
-    names = list(variables) if variables else data.data_variables(ds)
-    out = {}
-    for v in names:
-        da = ds[v]
-        if da.dtype.kind != "f":
-            da = da.astype(np.float32)
-        if shape is not None and data.is_global(da):
-            da = data.regrid(da, shape)
-        lat, lon = data.lat_lon_names(da)
-        da = da.transpose(..., lat, lon)  # the codec compresses the last two axes
-        out[v] = da.chunk({d: (-1 if d in (lat, lon) else 1) for d in da.dims})
-    out = xr.Dataset(out, attrs=ds.attrs)
-    for var in out.variables.values():  # the source's codecs and chunks must not leak into the output
-        var.encoding = {k: v for k, v in var.encoding.items() if k in ("units", "calendar", "dtype")}
-    return out
 
 
 def roundtrip(src=None, out="cra5-demo.zarr", quality: int = DEFAULT_QUALITY, zarr_format: int = 3,
@@ -54,7 +31,7 @@ def roundtrip(src=None, out="cra5-demo.zarr", quality: int = DEFAULT_QUALITY, za
         if missing:
             raise ValueError(f"--isel names dimensions the dataset lacks: {sorted(missing)} (it has {sorted(ds.dims)})")
         ds = ds.isel(isel)
-    ds = prepare(ds, variables, shape)
+    ds = data.prepare(ds, variables, shape)
     ds.to_zarr(out, mode="w", encoding=xarray_encoding(ds, zarr_format, quality=quality),
                zarr_format=zarr_format, consolidated=False)
     back = xr.open_zarr(out, consolidated=False)

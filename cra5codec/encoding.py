@@ -1,7 +1,8 @@
 """``xarray_encoding``: cra5 settings for every variable of a Dataset, by variable name."""
 from __future__ import annotations
 
-from .codec import MODES, CRA5Codec
+from .codec import CRA5Codec
+from .mode import MODES
 from .data import data_variables, lat_lon_names
 from .weights import DEFAULT_MODEL
 

@@ -7,18 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bitstream, data, metrics, weights
-from .archive import ATTR, Job, blocks, prepared, _region
-
-_META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
-
-
-def stored_bytes(dest: str, name: str, storage_options: dict | None = None) -> int:
-    """Bytes of the chunks of array ``name`` in the store at ``dest`` (metadata excluded)."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(dest, **(storage_options or {}))
-    files = fs.find(f"{root.rstrip('/')}/{name}", detail=True)
-    return sum(int(f["size"]) for p, f in files.items() if p.rsplit("/", 1)[-1] not in _META)
+from .archive import ATTR, Job, blocks, prepared, stored_bytes, _region
 
 
 class _Errors:

@@ -6,7 +6,7 @@ RMSE of at most ``LEVELS[q - 1]`` times the field's standard deviation, on any g
 the cheapest of the codec's paths (the network alone, the network's or the neighbouring
 fields' prediction plus a coded residual, or the residual alone), so no level has an
 error floor. Both Zarr faces (:mod:`cra5codec.codec`, :mod:`cra5codec.zarr3`) and the
-command line build their mode here and call :meth:`Mode.encode`.
+command line build their mode here; :func:`cra5codec.pipeline.encode_chunk` codes it.
 """
 from __future__ import annotations
 
@@ -83,15 +83,3 @@ class Mode:
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self).items() if v is not None)
-
-    def encode(self, arr, model: str) -> bytes:
-        """One chunk in this mode."""
-        if self.bounded:
-            from . import bounded
-
-            relative = self.max_abs_error is None
-            return bounded.encode(arr, self.max_rel_error if relative else self.max_abs_error, relative,
-                                  self.quality, model)
-        from . import pipeline
-
-        return pipeline.encode(arr, self.quality, model, self.target_rmse)

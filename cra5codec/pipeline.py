@@ -1,76 +1,31 @@
-"""One chunk, one straight line: NaN mask -> normalise -> pad -> model -> entropy coder.
+"""One chunk, one straight line: mode -> fields -> network -> residual -> entropy coder.
 
-Both Zarr faces (:mod:`cra5codec.codec`, :mod:`cra5codec.zarr3`) call :func:`encode`
-and :func:`decode` here; the chunk layout is :mod:`cra5codec.bitstream`'s, the network
-and its tables are a :class:`cra5codec.runtime.Runtime` loaded on first use.
+Both Zarr faces (:mod:`cra5codec.codec`, :mod:`cra5codec.zarr3`) call
+:func:`encode_chunk` with their :class:`cra5codec.mode.Mode`, and :func:`decode`; the
+chunk layout is :mod:`cra5codec.bitstream`'s, the network's side is
+:mod:`cra5codec.network`, the error-bounded residual :mod:`cra5codec.bounded`.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from . import bitstream, entropy, sections, weights
+from . import bitstream, bounded, entropy, sections, weights
 from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, padded_size  # noqa: F401
-
-#: the most fields per network call
-BATCH = 16
-#: the most padded grid points per network call (16 fields of ERA5's 1-degree grid):
-#: bounds the network's memory for chunks of many or large fields
-BATCH_VALUES = 2 ** 21
+from .fields import check_input, describe, field_targets  # noqa: F401
+from .mode import DEFAULT_QUALITY, LEVELS, Mode
+from .network import (BATCH, BATCH_VALUES, batch_size, channel_table, code_latents, hyper,  # noqa: F401
+                      pad_field, posterior_means, quantise_latents, reconstruct, runtime)
 
 
-def batch_size(shape) -> int:
-    """Fields per network call for fields of ``shape`` (lat, lon); the encoder and the
-    decoder batch alike."""
-    return max(1, min(BATCH, BATCH_VALUES // (padded_size(shape[0]) * padded_size(shape[1]))))
-
-
-def pad_field(x: np.ndarray, H: int, W: int) -> np.ndarray:
-    """Pad the last two axes (lat, lon) to (H, W): reflect in latitude, wrap in longitude.
-
-    Longitude is periodic, so the continuation east of the last column is the first
-    column; latitude is not, and mirroring avoids an artificial edge at the poles.
-    """
-    h, w = x.shape[-2:]
-    pad = [(0, 0)] * (x.ndim - 2)
-    x = np.pad(x, pad + [(0, 0), (0, W - w)], mode="wrap")
-    return np.pad(x, pad + [(0, H - h), (0, 0)], mode="symmetric")
-
-
-# ------------------------------------------------------------------------------ encode
-def check_input(arr) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.dtype not in (np.float32, np.float64):
-        raise ValueError(f"cra5 compresses float32 or float64 arrays, not {arr.dtype}")
-    if arr.ndim < 2:
-        raise ValueError(f"cra5 needs an array shaped (..., lat, lon), got shape {arr.shape}; "
-                         "if zarr passed a flat buffer, remove byte filters placed before cra5")
-    if 0 in arr.shape:
-        raise ValueError(f"cra5 cannot compress an empty array of shape {arr.shape}")
-    if np.isinf(arr).any():
-        raise ValueError("cra5 cannot compress infinite values (NaN is fine: it is kept)")
-    bitstream.check_size(arr.shape)
-    return arr
-
-
-def describe(x: np.ndarray) -> tuple[bitstream.Field, np.ndarray | None]:
-    """Classify one 2-D field and find its normalisation."""
-    nan = np.isnan(x)
-    has_mask = bool(nan.any())
-    if nan.all():
-        return bitstream.Field(ALL_NAN), None
-    valid = x[~nan].astype(np.float64)
-    lo, hi = valid.min(), valid.max()
-    if lo == hi:
-        return bitstream.Field(CONSTANT, has_mask, value=float(lo)), (nan if has_mask else None)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = float(valid.mean()), float(valid.std())
-    if not (np.isfinite(mean) and np.isfinite(np.float32(std))):
-        raise ValueError(f"cra5 cannot normalise a field spanning {lo:.3g} .. {hi:.3g}: "
-                         "its standard deviation overflows float32")
-    # std is stored as float32: round it first so the encoder normalises with what the
-    # decoder reads
-    std = float(np.float32(max(std, 1e-30)))
-    return bitstream.Field(CODED, has_mask, mean=mean, std=std), (nan if has_mask else None)
+def encode_chunk(arr, mode: Mode, model: str = weights.DEFAULT_MODEL) -> bytes:
+    """One chunk in ``mode``: the codec's single dispatch."""
+    if mode.bounded:
+        relative = mode.max_abs_error is None
+        return bounded.encode(arr, mode.max_rel_error if relative else mode.max_abs_error, relative,
+                              mode.quality, model)
+    return encode(arr, mode.quality, model, mode.target_rmse)
 
 
 class TargetNotMetWarning(UserWarning):
@@ -90,8 +45,6 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     ``network_level`` instead codes every field with the network alone at that level
     (what a quality level meant before 0.3.0; for measuring the network).
     """
-    from .mode import DEFAULT_QUALITY, LEVELS
-
     arr = check_input(arr)
     h, w = arr.shape[-2:]
     flat = arr.reshape(-1, h, w)
@@ -141,10 +94,6 @@ def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
     alone at ``levels`` (where ``bits`` is finite: it meets the target there), and a
     bounded field (the network's or the neighbours' prediction plus a coded residual,
     or the residual alone) whose RMSE meets ``targets``; all in one entropy-coded stream."""
-    import dataclasses
-
-    from . import bounded
-
     original = [dataclasses.replace(f) for f in chunk.fields]
     bounds = np.full(len(flat), np.nan)
     bounds[coded] = RESIDUAL_BOUND * targets
@@ -172,82 +121,11 @@ def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
     return best if best is not None else packed
 
 
-def posterior_means(rt, flat: np.ndarray, index, infos) -> np.ndarray:
-    """The posterior mean of y for fields ``flat[index]`` (normalised by ``infos``,
-    indexed like ``flat``, and padded), :func:`batch_size` fields per network call."""
-    H, W = padded_size(flat.shape[1]), padded_size(flat.shape[2])
-    n = batch_size(flat.shape[1:])
-    return np.concatenate([
-        rt.posterior(pad_field(np.stack([normalised(flat[i], infos[i]) for i in index[s:s + n]]), H, W))
-        for s in range(0, len(index), n)])
-
-
-def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Quantise and entropy-code the latents of the chunk's latent fields (posterior
-    ``mean``, one level each) into ``chunk``; returns the decoder's y_hat (float64)."""
-    y_sym, mu, y_table, z_sym = quantise_latents(rt, mean, levels)
-    coder = entropy.new_encoder()
-    rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
-    rt.z_coder.encode(coder, z_sym.ravel(), _channel_table(z_sym.shape))
-    chunk.ans = coder.get_compressed().astype("<u4").tobytes()
-    chunk.symbol_check = sections.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes)
-    return y_sym + mu
-
-
-def field_targets(target_rmse, shape, what: str = "target_rmse") -> np.ndarray:
-    """One target RMSE (or the setting ``what``) per field of a chunk of ``shape``: a
-    single value for all, or one per variable (the axis before lat, lon)."""
-    t = np.atleast_1d(np.asarray(target_rmse, dtype=np.float64))
-    n = int(np.prod(shape[:-2], dtype=np.int64))
-    if t.size == 1:
-        return np.full(n, t[0])
-    if len(shape) < 3 or shape[-3] != t.size:
-        raise ValueError(f"{t.size} {what} values were given, one per variable, but the chunk of shape "
-                         f"{tuple(shape)} has {shape[-3] if len(shape) >= 3 else 1} variable(s) on axis -3")
-    return np.tile(t, n // t.size)
-
-
-def quantise_latents(rt, mean: np.ndarray, levels: np.ndarray):
-    """Posterior means at ``levels`` -> (y symbols, mu, y table indices, z symbols), as
-    the decoder will see them: z from the analysis, then the hyper-synthesis, a batch
-    at a time, exactly as the decoder makes it."""
-    n = latent_batch(rt, mean.shape)
-    parts = [rt.analyse(mean[s:s + n], levels[s:s + n]) for s in range(0, len(mean), n)]
-    y, z_sym = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    mu, y_table = hyper(rt, z_sym, n)
-    return np.round(y - mu).astype(np.int64), mu, y_table, z_sym
-
-
-def hyper(rt, z_sym: np.ndarray, n: int):
-    """(mu, y table indices) of z symbols, ``n`` fields per hyper-synthesis call: its
-    float64 hidden maps for a chunk of thousands of fields would take gigabytes. The
-    encoder and the decoder batch alike (and float64 convolutions compute each field
-    on its own)."""
-    parts = [rt.hyper(z_sym[s:s + n]) for s in range(0, len(z_sym), n)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
 def _rmse_at(rt, mean, fields, infos, levels) -> np.ndarray:
     """The RMSE each field would be decoded with at ``levels`` (one per field)."""
     y_sym, mu, _, _ = quantise_latents(rt, mean, levels)
-    x_hat = _reconstruct(rt, y_sym + mu, levels, infos, fields[0].shape)
+    x_hat = reconstruct(rt, y_sym + mu, levels, infos, fields[0].shape)
     return np.array([np.sqrt(np.nanmean((xh - x) ** 2)) for xh, x in zip(x_hat, fields)])
-
-
-def _reconstruct(rt, y_hat: np.ndarray, levels: np.ndarray, infos, shape):
-    """Decoded fields (float64, in the data's units), one per latent, a batch at a time."""
-    h, w = shape
-    n = batch_size(shape)
-    for s in range(0, len(y_hat), n):
-        x = rt.synthesise(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
-        for xj, f in zip(x, infos[s:s + n]):
-            yield xj.astype(np.float64) * f.std + f.mean
-
-
-def latent_batch(rt, shape) -> int:
-    """Fields per network call for latents of ``shape`` (B, latent, h, w)."""
-    stride = rt.model.config["patch"]
-    return batch_size((shape[-2] * stride, shape[-1] * stride))
 
 
 def _cheapest_levels(rt, mean, fields, infos, targets) -> tuple[np.ndarray, np.ndarray]:
@@ -270,22 +148,6 @@ def _cheapest_levels(rt, mean, fields, infos, targets) -> tuple[np.ndarray, np.n
     return hi, best
 
 
-def runtime(name: str):
-    from .runtime import runtime  # torch loads here, on the first chunk that needs the network
-
-    return runtime(name)
-
-
-def normalised(x: np.ndarray, f: bitstream.Field) -> np.ndarray:
-    x = (x.astype(np.float64) - f.mean) / f.std
-    return np.nan_to_num(x, nan=0.0).astype(np.float32)  # NaN never reaches the network
-
-
-def _channel_table(shape) -> np.ndarray:
-    """The z table of each z element: its channel."""
-    return np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape).ravel()
-
-
 # ------------------------------------------------------------------------------ decode
 def decode(buf) -> np.ndarray:
     """Decompress one cra5 chunk into a new array of its recorded shape and dtype."""
@@ -305,13 +167,11 @@ def _decode(chunk: bitstream.Chunk) -> np.ndarray:
     rt, y_hat = _decode_latents(chunk, latent) if latent else (None, None)
     coded = [j for j, i in enumerate(latent) if chunk.fields[i].kind == CODED]
     if coded:
-        decoded = _reconstruct(rt, y_hat[coded], np.array([chunk.fields[latent[j]].quality for j in coded]),
+        decoded = reconstruct(rt, y_hat[coded], np.array([chunk.fields[latent[j]].quality for j in coded]),
                                [chunk.fields[latent[j]] for j in coded], (h, w))
         for j, x in zip(coded, decoded):
             result[latent[j]] = x
     if any(f.kind in (BOUNDED, EXACT) for f in chunk.fields):
-        from . import bounded
-
         bounded.decode_fields(chunk, result, rt, dict(zip(latent, y_hat if latent else [])))
     for i, f in enumerate(chunk.fields):
         if f.kind == CONSTANT:
@@ -350,7 +210,7 @@ def _decode_latents(chunk: bitstream.Chunk, latent: list[int]):
     z_shape = (len(latent), cfg["side"], H // stride, W // stride)
     try:
         coder = entropy.new_decoder(np.frombuffer(chunk.ans, dtype="<u4"))
-        z_sym = rt.z_coder.decode(coder, _channel_table(z_shape)).reshape(z_shape)
+        z_sym = rt.z_coder.decode(coder, channel_table(z_shape)).reshape(z_shape)
         mu, y_table = hyper(rt, z_sym, batch_size((H, W)))
         y_sym = rt.y_coder.decode(coder, y_table.ravel()).reshape(mu.shape)
     except ValueError:

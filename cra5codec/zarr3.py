@@ -82,7 +82,7 @@ class CRA5Serializer(ArrayBytesCodec):
 
     async def _encode_single(self, chunk_array, chunk_spec):
         arr = np.ascontiguousarray(chunk_array.as_numpy_array())
-        data = await asyncio.to_thread(self.mode.encode, arr, self.model)
+        data = await asyncio.to_thread(pipeline.encode_chunk, arr, self.mode, self.model)
         return chunk_spec.prototype.buffer.from_bytes(data)
 
     def compute_encoded_size(self, input_byte_length, _chunk_spec):

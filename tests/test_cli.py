@@ -79,7 +79,8 @@ def test_demo_refuses_to_overwrite(tmp_path):
 
 def test_demo_native_grid_regional(tmp_path, data_dir):
     """--regrid none keeps each grid; prepare() chunks one 2-D field per chunk."""
-    from cra5codec.demo import prepare, roundtrip
+    from cra5codec.data import prepare
+    from cra5codec.demo import roundtrip
 
     ds = data.open_dataset(data_dir / "era5_z_t_1deg_20070101.grib")
     prep = prepare(ds, ["t"], shape=None)
@@ -89,3 +90,23 @@ def test_demo_native_grid_regional(tmp_path, data_dir):
     for row in rows:
         std = float(ds[row["variable"]].std())
         assert row["fields"] == 2 and row["rmse"] < 0.5 * std and row["ratio"] > 4
+
+
+def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path, data_dir):
+    """Without the 'archive' extra, the command says which extra to install."""
+    import builtins
+
+    real = builtins.__import__
+
+    def no_distributed(name, *a, **k):
+        if name.split(".")[0] == "distributed":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_distributed)
+    from cra5codec.cli import main
+
+    src = data_dir / "era5_1deg_week.zarr"
+    assert main(["compress", str(src), str(tmp_path / "out.zarr"), "--isel", "time=0:1", "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "cra5codec[archive]" in err and "distributed" in err

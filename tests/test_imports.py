@@ -48,3 +48,51 @@ def test_coded_chunk_loads_torch():
                "from cra5codec import CRA5Codec\n"
                "CRA5Codec().encode(np.random.default_rng(0).standard_normal((32, 64)).astype('f4'))\n"
                "assert 'torch' in sys.modules\n")
+
+
+def test_compressing_a_chunk_loads_no_store_or_plot_libraries():
+    """The codec needs numpy, numcodecs, zarr, torch, constriction and safetensors; the
+    libraries of whole-store work and plots (the ``archive`` and ``plots`` extras) stay
+    unloaded while chunks are coded, in every mode, beyond what those six load
+    themselves (zarr loads fsspec, torch loads tqdm for torch.hub)."""
+    r = run_python(
+        "import sys, numpy as np\n"
+        "import numcodecs, zarr, torch, constriction, safetensors\n"
+        "before = set(sys.modules)\n"
+        "from cra5codec import CRA5Codec, CRA5Serializer\n"
+        "x = np.random.default_rng(0).standard_normal((2, 32, 64)).astype('f4').cumsum(axis=-1)\n"
+        "for c in (CRA5Codec(), CRA5Codec(quality=1), CRA5Codec(target_rmse=0.1), CRA5Codec(max_abs_error=0.05),\n"
+        "          CRA5Codec(max_rel_error=1e-3)):\n"
+        "    c.decode(c.encode(x))\n"
+        "heavy = {'dask', 'distributed', 'matplotlib', 'cfgrib', 'netCDF4', 'tqdm', 'fsspec', 'xarray'}\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in heavy))\n")
+    assert r.stdout.strip() == "[]"
+
+
+def test_no_import_cycles():
+    """No module of the package imports (at any depth, lazily or not) one that imports it back."""
+    import ast
+
+    from helpers import REPO
+
+    root = REPO / "cra5codec"
+    graph = {}
+    for p in root.rglob("*.py"):
+        name = ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        pkg = name.split(".") if p.name == "__init__.py" else name.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = pkg[:len(pkg) - (node.level - 1)]
+                deps |= {".".join(base + [node.module])} if node.module else {".".join(base + [a.name]) for a in node.names}
+        graph[name] = deps
+    graph = {m: {d for d in ds if d in graph and d != m} for m, ds in graph.items()}
+
+    def reach(m, seen):
+        for d in graph[m] - seen:
+            seen.add(d)
+            reach(d, seen)
+        return seen
+
+    cycles = sorted(m for m in graph if m in reach(m, set()))
+    assert not cycles, cycles

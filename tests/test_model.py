@@ -193,7 +193,7 @@ def test_pad_field_wraps_longitude_and_mirrors_latitude():
 
 
 def test_shipped_runtime_matches_metadata():
-    from cra5codec import available_qualities, weights
+    from cra5codec import weights
 
     rt = runtime.runtime()
     meta = weights.metadata(weights.DEFAULT_MODEL)

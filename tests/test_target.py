@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from cra5codec import (DEFAULT_QUALITY, CRA5Codec, CRA5Serializer, available_qualities,
+from cra5codec import (DEFAULT_QUALITY, CRA5Codec, CRA5Serializer,
                        pipeline)
 from cra5codec.bitstream import BOUNDED, CODED, EXACT, unpack
 

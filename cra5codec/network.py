@@ -1,0 +1,107 @@
+"""The network's side of a chunk, shared by every path that runs it: fields in and out
+of the runtime (normalised, padded, batched), latents quantised and entropy-coded as
+the decoder will see them. The runtime (and torch) loads on the first call."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import bitstream, entropy, sections
+from .bitstream import padded_size
+
+#: the most fields per network call
+BATCH = 16
+#: the most padded grid points per network call (16 fields of ERA5's 1-degree grid):
+#: bounds the network's memory for chunks of many or large fields
+BATCH_VALUES = 2 ** 21
+
+
+def batch_size(shape) -> int:
+    """Fields per network call for fields of ``shape`` (lat, lon); the encoder and the
+    decoder batch alike."""
+    return max(1, min(BATCH, BATCH_VALUES // (padded_size(shape[0]) * padded_size(shape[1]))))
+
+
+def pad_field(x: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Pad the last two axes (lat, lon) to (H, W): reflect in latitude, wrap in longitude.
+
+    Longitude is periodic, so the continuation east of the last column is the first
+    column; latitude is not, and mirroring avoids an artificial edge at the poles.
+    """
+    h, w = x.shape[-2:]
+    pad = [(0, 0)] * (x.ndim - 2)
+    x = np.pad(x, pad + [(0, 0), (0, W - w)], mode="wrap")
+    return np.pad(x, pad + [(0, H - h), (0, 0)], mode="symmetric")
+
+
+def posterior_means(rt, flat: np.ndarray, index, infos) -> np.ndarray:
+    """The posterior mean of y for fields ``flat[index]`` (normalised by ``infos``,
+    indexed like ``flat``, and padded), :func:`batch_size` fields per network call."""
+    H, W = padded_size(flat.shape[1]), padded_size(flat.shape[2])
+    n = batch_size(flat.shape[1:])
+    return np.concatenate([
+        rt.posterior(pad_field(np.stack([normalised(flat[i], infos[i]) for i in index[s:s + n]]), H, W))
+        for s in range(0, len(index), n)])
+
+
+def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Quantise and entropy-code the latents of the chunk's latent fields (posterior
+    ``mean``, one level each) into ``chunk``; returns the decoder's y_hat (float64)."""
+    y_sym, mu, y_table, z_sym = quantise_latents(rt, mean, levels)
+    coder = entropy.new_encoder()
+    rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
+    rt.z_coder.encode(coder, z_sym.ravel(), channel_table(z_sym.shape))
+    chunk.ans = coder.get_compressed().astype("<u4").tobytes()
+    chunk.symbol_check = sections.symbol_check(z_sym, y_sym, nbytes=chunk.check_bytes)
+    return y_sym + mu
+
+
+def quantise_latents(rt, mean: np.ndarray, levels: np.ndarray):
+    """Posterior means at ``levels`` -> (y symbols, mu, y table indices, z symbols), as
+    the decoder will see them: z from the analysis, then the hyper-synthesis, a batch
+    at a time, exactly as the decoder makes it."""
+    n = latent_batch(rt, mean.shape)
+    parts = [rt.analyse(mean[s:s + n], levels[s:s + n]) for s in range(0, len(mean), n)]
+    y, z_sym = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    mu, y_table = hyper(rt, z_sym, n)
+    return np.round(y - mu).astype(np.int64), mu, y_table, z_sym
+
+
+def hyper(rt, z_sym: np.ndarray, n: int):
+    """(mu, y table indices) of z symbols, ``n`` fields per hyper-synthesis call: its
+    float64 hidden maps for a chunk of thousands of fields would take gigabytes. The
+    encoder and the decoder batch alike (and float64 convolutions compute each field
+    on its own)."""
+    parts = [rt.hyper(z_sym[s:s + n]) for s in range(0, len(z_sym), n)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def reconstruct(rt, y_hat: np.ndarray, levels: np.ndarray, infos, shape):
+    """Decoded fields (float64, in the data's units), one per latent, a batch at a time."""
+    h, w = shape
+    n = batch_size(shape)
+    for s in range(0, len(y_hat), n):
+        x = rt.synthesise(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
+        for xj, f in zip(x, infos[s:s + n]):
+            yield xj.astype(np.float64) * f.std + f.mean
+
+
+def latent_batch(rt, shape) -> int:
+    """Fields per network call for latents of ``shape`` (B, latent, h, w)."""
+    stride = rt.model.config["patch"]
+    return batch_size((shape[-2] * stride, shape[-1] * stride))
+
+
+def runtime(name: str):
+    from .runtime import runtime  # torch loads here, on the first chunk that needs the network
+
+    return runtime(name)
+
+
+def normalised(x: np.ndarray, f: bitstream.Field) -> np.ndarray:
+    x = (x.astype(np.float64) - f.mean) / f.std
+    return np.nan_to_num(x, nan=0.0).astype(np.float32)  # NaN never reaches the network
+
+
+def channel_table(shape) -> np.ndarray:
+    """The z table of each z element: its channel."""
+    return np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape).ravel()
