@@ -141,10 +141,10 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
     for f in ch.fields:
         take("kind", 1)
         if f.kind == BOUNDED and ch.version >= 5:
-            take("mean", 8), take("quality", 1)
+            take("mean", 4), take("quality", 1)
             if f.quality:
                 take("std", 4)
-            take("bound", 4), take("unit", 8)
+            take("unit", 4)
             for _ in f.weights:
                 take("weight", 4)
         elif f.kind in (CODED, BOUNDED):
@@ -162,7 +162,8 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
         take("symbol check", ch.check_bytes)
     if any(f.kind == BOUNDED for f in ch.fields):
         n = varint("residual length")
-        out += _residual_layout(buf, r.pos, n, sum(f.kind == BOUNDED for f in ch.fields), ch.dtype.itemsize)
+        out += _residual_layout(buf, r.pos, n, sum(f.kind == BOUNDED for f in ch.fields), ch.dtype.itemsize,
+                                ch.version >= 5)
         r.take(n)
     if any(f.kind == EXACT for f in ch.fields):
         take("exact", varint("exact length"))
@@ -170,11 +171,11 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
     return out
 
 
-def _residual_layout(buf, start, n, fields, itemsize):
+def _residual_layout(buf, start, n, fields, itemsize, shared):
     r = bitstream._Reader(buf, start + n)
     r.pos = start
     out = []
-    for _ in range(fields):
+    for _ in range(fields + shared):  # version 5: then the ANS words of every field
         s = r.pos
         size = r.varint()
         out += [("residual field length", s, r.pos), ("residual field", r.pos, r.pos + size)]
@@ -257,7 +258,7 @@ def mutate_structure(rng, buf: bytes, other: bytes, regions) -> bytes:
             new = bytes(enc) + b"\x80" * int(rng.integers(0, 8)) + b"\x00"
     elif name in ("mean", "bound", "unit", "slope", "offset", "value", "exception value") and e - s == 8:
         new = struct.pack("<d", _float(rng, struct.unpack("<d", old)[0]))
-    elif name in ("std", "bound", "weight", "value", "exception value") and e - s == 4:
+    elif name in ("mean", "std", "unit", "weight", "value", "exception value") and e - s == 4:
         with np.errstate(over="ignore"):
             new = np.float32(_float(rng, float(np.frombuffer(old, "<f4")[0]))).tobytes()
     elif e - s == 1:  # version, model, flags, ndim, kind, quality: any byte

@@ -1,10 +1,13 @@
 """cra5codec speed and memory: throughput, cold start, peak memory, profile.
 
-Measures on held-out ERA5 fields (128 x 256):
+Measures on ERA5 (held-out 128 x 256 fields, and the 1-degree native grid):
 
 * encode and decode MB/s (float32 input bytes per wall second) for a (5, 128, 256)
-  chunk -- the five variables of one time step -- and a (1, 128, 256) chunk, at each
-  quality level, on the device torch picks (GPU when there is one);
+  chunk -- the five variables of one time step -- at each quality level, a (1, 128, 256)
+  chunk at the default level, and a (6, 181, 360) chunk -- six hourly t2m fields on
+  ERA5's own grid -- in every mode (quality levels, the network alone, a target RMSE,
+  absolute and relative bounds with and without the network), on the device torch picks
+  (GPU when there is one);
 * on a GPU also a (64, 5, 128, 256) chunk, the batch a GPU needs to be busy;
 * cold start: a fresh interpreter's ``import cra5codec`` plus the first chunk's
   encode and decode (model loading included);
@@ -72,7 +75,10 @@ def _stages(x: np.ndarray, quality: int, repeat: int = 10) -> dict:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
         return wrapper
 
-    patches = [(Runtime, "posterior", "network: encoder g_a"), (Runtime, "analyse", "network: gain + h_a"),
+    from cra5codec import residual
+
+    patches = [(residual, "encode_field", "residual coding (and its estimates)"),
+               (residual, "decode_field", "residual decoding"), (Runtime, "posterior", "network: encoder g_a"), (Runtime, "analyse", "network: gain + h_a"),
                (Runtime, "hyper", "hyper-synthesis h_s (float64)"), (Runtime, "synthesise", "network: decoder g_s"),
                (entropy.TableCoder, "encode", "ANS encode"), (entropy.TableCoder, "decode", "ANS decode")]
     saved = [(cls, attr, getattr(cls, attr)) for cls, attr, _ in patches]
@@ -113,24 +119,38 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from cra5codec import available_qualities, pipeline
+    import cra5codec
+    from cra5codec import CRA5Codec, available_qualities, data, pipeline
     from cra5codec.data import validation_fields
     from cra5codec.runtime import runtime
 
     val = validation_fields(args.data)
     chunk = np.stack([val[v][0] for v in VARS]).astype(np.float32)  # (5, 128, 256)
+    native = data.open_dataset(Path(args.data) / "era5_1deg_week.zarr")["t2m"].isel(time=slice(0, 6))
+    native = native.values.astype(np.float32)  # (6, 181, 360): ERA5's 1-degree grid
     rt = runtime(pipeline.weights.DEFAULT_MODEL)
-    shapes = {"(5, 128, 256)": chunk, "(1, 128, 256)": chunk[:1]}
+    span = float(np.ptp(native))
+    cases = [("(5, 128, 256)", chunk, f"quality={q}", CRA5Codec(quality=q).encode) for q in available_qualities()]
+    cases += [("(1, 128, 256)", chunk[:1], f"quality={cra5codec.DEFAULT_QUALITY}", CRA5Codec().encode)]
+    cases += [("(6, 181, 360)", native, name, fn) for name, fn in (
+        ("quality=1", CRA5Codec(quality=1).encode), ("quality=5", CRA5Codec(quality=5).encode),
+        ("quality=9", CRA5Codec(quality=9).encode), ("quality=12", CRA5Codec(quality=12).encode),
+        ("network_level=4", lambda x: pipeline.encode(x, network_level=4)),
+        ("target_rmse=0.3", CRA5Codec(target_rmse=0.3).encode),
+        (f"max_abs_error={1e-2 * span:.3g}", CRA5Codec(max_abs_error=1e-2 * span).encode),
+        (f"max_abs_error={1e-3 * span:.3g}", CRA5Codec(max_abs_error=1e-3 * span).encode),
+        (f"max_abs_error={1e-2 * span:.3g}, quality=0", CRA5Codec(max_abs_error=1e-2 * span, quality=0).encode),
+        ("max_rel_error=1e-3", CRA5Codec(max_rel_error=1e-3).encode))]
     if rt.device.type == "cuda":
-        shapes["(64, 5, 128, 256)"] = np.stack([np.stack([val[v][t % len(val[v])] for v in VARS])
-                                                for t in range(64)]).astype(np.float32)
+        big = np.stack([np.stack([val[v][t % len(val[v])] for v in VARS]) for t in range(64)]).astype(np.float32)
+        cases += [("(64, 5, 128, 256)", big, "network_level=4", lambda x: pipeline.encode(x, network_level=4))]
     rows = []
-    for shape, x in shapes.items():
-        for q in available_qualities():
-            b = pipeline.encode(x, q)
-            rows.append({"chunk": shape, "quality": q, "ratio": x.nbytes / len(b),
-                         "encode_mbps": _rate(lambda: pipeline.encode(x, q), x.nbytes, args.seconds),
-                         "decode_mbps": _rate(lambda: pipeline.decode(b), x.nbytes, args.seconds)})
+    for shape, x, mode, encode in cases:
+        b = encode(x)
+        rows.append({"chunk": shape, "mode": mode, "ratio": x.nbytes / len(b),
+                     "encode_mbps": _rate(lambda: encode(x), x.nbytes, args.seconds),
+                     "decode_mbps": _rate(lambda: pipeline.decode(b), x.nbytes, args.seconds)})
+        print(f"{shape} {mode}: done", file=sys.stderr, flush=True)
 
     tmp = HERE / "out" / "speed_chunk.npy"
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -148,9 +168,9 @@ def main(argv=None) -> int:
             "model": rt.name, "precision": rt.precision, "load_average_1min": os.getloadavg()[0]}
     print(f"device {info['device']}" + (f" ({info['gpu']})" if info["gpu"] else "") +
           f", torch threads {info['torch_threads']}, model {rt.name}, precision {rt.precision}\n")
-    print("| chunk | quality | ratio | encode MB/s | decode MB/s |\n|---|---:|---:|---:|---:|")
+    print("| chunk | mode | ratio | encode MB/s | decode MB/s |\n|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['chunk']} | {r['quality']} | {r['ratio']:.1f} | {r['encode_mbps']:.1f} | {r['decode_mbps']:.1f} |")
+        print(f"| {r['chunk']} | {r['mode']} | {r['ratio']:.1f} | {r['encode_mbps']:.1f} | {r['decode_mbps']:.1f} |")
     print(f"\nimport cra5codec: {t_import:.2f} s; import + first (5, 128, 256) chunk encoded and decoded: "
           f"{t_first:.2f} s; peak memory of that process: {rss:.0f} MB")
     for k in ("encode_ms", "decode_ms"):

@@ -27,14 +27,12 @@ little-endian, ``varint`` = unsigned LEB128::
             12       coded: mean (float64), standard deviation (float32)
             1        coded: quality level (1..63) of this field (not in version 1)
             version 5, bounded:
-              8      mean (float64)
+              4      origin o (float32: any value; the field's mean, rounded)
               1      network level (1..63; 0 = no network)
               4      standard deviation (float32), only at a level >= 1
-              4      the bound as given (float32; absolute, or relative to the
-                     field's range when header bit 0 is set)
-              8      the unit u (float64): values decode as mean + u * m for integers
-                     m, u = 2 * bound / 64 (or less, leaving room for the rounding
-                     to the dtype)
+              4      the unit u (float32): values decode as o + u * m for integers
+                     m; every value is within 32 u of the original (u = 2 * bound /
+                     64, or less, leaving room for the rounding to the dtype)
               4 each the weight w (float32) of each reference r: the prediction is
                      mean + sum of w * (x_r - mean_r), x_r the reference's decoded
                      values (in the chunk's dtype, before its exceptions)
@@ -156,7 +154,7 @@ class Field:
     std: float = 1.0
     value: float = 0.0
     quality: int = 0  # coded fields: the quality level (1..63); bounded: 0..63
-    bound: float = 0.0  # bounded: the bound as given (absolute or relative)
+    bound: float = 0.0  # bounded: the bound as given (versions 3, 4; version 5: 32 x unit)
     unit: float = 0.0  # bounded: the integer grid's step u
     previous: bool = False  # bounded: predicted from the previous field (version 4)
     slope: float = 0.0  # ... as slope * previous + offset
@@ -257,10 +255,10 @@ def _header(chunk: Chunk) -> bytearray:
                 if version >= 5 else (_PREVIOUS if f.previous else 0))
         out.append(f.kind | (_HAS_MASK if f.has_mask else 0) | refs)
         if f.kind == BOUNDED and version >= 5:
-            out += struct.pack("<dB", f.mean, f.quality)
+            out += struct.pack("<fB", f.mean, f.quality)
             if f.quality:
                 out += struct.pack("<f", f.std)
-            out += struct.pack("<fd", f.bound, f.unit)
+            out += struct.pack("<f", f.unit)
             out += b"".join(struct.pack("<f", w) for w in f.weights)
         elif f.kind in (CODED, BOUNDED):
             if not (1 if f.kind == CODED else 0) <= f.quality <= 63:
@@ -380,10 +378,11 @@ def unpack(buf) -> Chunk:
 
 def _bounded_record(r: _Reader, f: Field, refs: int) -> None:
     """Read a version-5 bounded field's record into ``f``."""
-    f.mean, f.quality = r.unpack("dB")
+    f.mean, f.quality = r.unpack("fB")
     if f.quality:
         (f.std,) = r.unpack("f")
-    f.bound, f.unit = r.unpack("fd")
+    (f.unit,) = r.unpack("f")
+    f.bound = 32 * f.unit  # the bound the unit guarantees (the requested one is not stored)
     if not (np.isfinite(f.mean) and np.isfinite(f.std) and f.std > 0 and f.quality <= 63):
         raise ValueError("cra5 chunk has an invalid field normalisation")
     if not (np.isfinite(f.bound) and f.bound > 0 and np.isfinite(f.unit) and f.unit > 0):

@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from . import bitstream, network, prediction, residual, sections, weights
+from . import bitstream, entropy, network, prediction, residual, sections, weights
 from .fields import check_input, describe, field_targets
 from .bitstream import BOUNDED, CODED, EXACT, _Reader, _varint
 from .prediction import MAX_UNITS
@@ -56,10 +56,12 @@ def unit_for(bound: float, valid: np.ndarray, mean: float, dtype) -> float | Non
     effective = bound - slack
     if effective < bound / 2:
         return None
-    u = 2 * effective / K
-    if (float(valid.max()) - float(valid.min())) / u > MAX_UNITS:
+    u = np.float32(2 * effective / K)  # stored as float32: rounded down, so the bound holds
+    if u > 2 * effective / K:
+        u = np.nextafter(u, np.float32(0))
+    if not u > 0 or (float(valid.max()) - float(valid.min())) / float(u) > MAX_UNITS:
         return None
-    return u
+    return float(u)
 
 
 def encode(arr, bound, relative: bool = False, quality: int | None = None,
@@ -96,21 +98,24 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
     network alone meets the field's error at that level: such a field stays a coded
     field where that is cheaper than every bounded path. ``posteriors`` maps field
     indices to posterior means already computed."""
-    fields, absolute, exact = [], [], []
+    fields, absolute, exact, means = [], [], [], {}
     for i in index:
         f = chunk.fields[i]
+        means[i] = f.mean
         valid = flat[i][~np.isnan(flat[i])].astype(np.float64)
         b = requested[i] * (valid.max() - valid.min()) if relative else requested[i]
-        u = unit_for(b, valid, f.mean, flat.dtype)
+        origin = float(np.float32(f.mean))  # as stored
+        u = unit_for(b, valid, origin, flat.dtype)
         if u is None:
             f.kind = EXACT
             exact.append(i)
         else:
-            f.kind, f.bound, f.unit = BOUNDED, float(np.float32(requested[i])), u  # as stored
+            f.kind, f.mean, f.unit, f.bound = BOUNDED, origin, u, 32 * u
             fields.append(i)
             absolute.append(b)
     if fields:
-        _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, alone or {}, posteriors or {})
+        alone = {i: (*v, means[i]) for i, v in (alone or {}).items()}
+        _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, alone, posteriors or {})
     if exact:
         chunk.exact = zlib.compress(b"".join(np.ascontiguousarray(flat[i]).tobytes() for i in exact), 6)
 
@@ -139,7 +144,8 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
         if plain:  # these the network codes alone, more cheaply
             for j in plain:
                 f = infos[j]
-                f.kind, f.quality, f.bound, f.unit, f.before, f.after = CODED, alone[fields[j]][0], 0.0, 0.0, None, None
+                level, _, _, mean = alone[fields[j]]
+                f.kind, f.quality, f.mean, f.bound, f.unit, f.before, f.after = CODED, level, mean, 0.0, 0.0, None, None
             keep = np.array([j not in plain for j in range(len(fields))])
             fields, infos, t = [i for i, k in zip(fields, keep) if k], [f for f, k in zip(infos, keep) if k], \
                 [x for x, k in zip(t, keep) if k]
@@ -165,7 +171,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
         y_net = y_hat[[row[fields[j]] for j in net]]
         for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):
             bases[j] = base
-    coded, crc, exceptions, decoded = [b""] * len(fields), 0, [], {}
+    coded, symbols, crc, exceptions, decoded = [b""] * len(fields), [], 0, [], {}
     for i, before, after in order:
         j, f = at[i], chunk.fields[i]
         refs = [r for r, w in ((before, f.before), (after, f.after)) if w is not None]
@@ -173,7 +179,8 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
             ref_infos = [chunk.fields[r] for r in refs]
             _set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
             bases[j] = prediction.base(f, [decoded[r] for r in refs], ref_infos)
-        coded[j], m = residual.encode_field(t[j], bases[j], K, compact=True)
+        coded[j], m, sym = residual.encode_field(t[j], bases[j], K)
+        symbols += sym
         crc = zlib.crc32(m.tobytes(), crc)
         x = flat[i]
         decoded[i] = x_hat = (f.mean + f.unit * m).astype(x.dtype)
@@ -182,7 +189,10 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
         exceptions += [(j, int(k), x.flat[k]) for k in bad]
     records = _varint(len(exceptions)) + b"".join(
         _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes() for j, k, v in sorted(exceptions))
-    chunk.residual = (b"".join(_varint(len(d)) + d for d in coded) + records
+    coder = entropy.new_encoder()
+    residual.push(coder, symbols)
+    words = coder.get_compressed().astype("<u4").tobytes() if symbols else b""
+    chunk.residual = (b"".join(_varint(len(d)) + d for d in coded) + _varint(len(words)) + words + records
                       + struct.pack("<I", zlib.crc32(records, crc) ^ chunk.header_check()))
 
 
@@ -208,7 +218,7 @@ def _choose_references(chunk, flat, fields, t, levels, cost) -> np.ndarray:
 
 
 def _estimate(t, base) -> float:
-    return residual.encode_field(t, base, K, estimate=True, compact=True)
+    return residual.encode_field(t, base, K, estimate=True)
 
 
 def _set_weights(f, refs, i, weights) -> None:
@@ -278,6 +288,12 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
         if r.end < 0:
             raise ValueError("cra5 residual section is truncated")
         coded = [r.take(r.varint()) for _ in fields]
+        coder = None
+        if chunk.version >= 5:  # one ANS stream for every field
+            words = r.take(r.varint())
+            if len(words) % 4:
+                raise ValueError("cra5 residual section is not whole 32-bit words")
+            coder = entropy.new_decoder(np.frombuffer(words, dtype="<u4"))
         exceptions, start = [], r.pos
         count = r.varint()
         if count * (2 + chunk.dtype.itemsize) > r.end - r.pos:
@@ -306,7 +322,7 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
                 base = prediction.base(f, [result[r] for r in refs], [chunk.fields[r] for r in refs])
             else:
                 base = prediction.previous_base(f, grid) if f.previous else bases[i]
-            m = residual.decode_field(coded[at[i]], base, K, compact=chunk.version >= 5)
+            m = residual.decode_field(coded[at[i]], base, K, coder=coder)
             crc = zlib.crc32(m.tobytes(), crc)
             grid = f.mean + f.unit * m
             result[i] = grid.astype(chunk.dtype)

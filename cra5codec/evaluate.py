@@ -131,7 +131,10 @@ def chunk_info(buf: bytes) -> dict:
         if f.kind in (bitstream.CODED, bitstream.BOUNDED):
             d.update(mean=f.mean, std=f.std, quality=f.quality)
         if f.kind == bitstream.BOUNDED:
-            d.update({("max_rel_error" if ch.relative else "max_abs_error"): f.bound, "unit": f.unit})
+            if ch.version >= 5:  # the unit's guarantee, in the data's units
+                d.update(max_abs_error=f.bound, unit=f.unit, references=len(f.weights))
+            else:
+                d.update({("max_rel_error" if ch.relative else "max_abs_error"): f.bound, "unit": f.unit})
         if f.kind == bitstream.CONSTANT:
             d["value"] = f.value
         fields.append(d)

@@ -30,10 +30,13 @@ pass is zero and nothing else follows for it), then, unless zero, the shift (1 b
 and ``a``, ``b`` (float16 each, little-endian); then the ANS words (uint32) of every
 pass: its high parts, then its raw low bits in 16-bit pieces.
 
-In the *compact* layout (chunk format 5) a pass of fewer than :data:`SMALL` points
-has its flags byte alone, and all such passes share one shift, ``a`` and ``b``, sent
-once after the last pass's header (when any of them is not zero): on a 46 x 101 field
-the per-pass headers were 40 % of the field's bytes.
+In the *compact* layout (chunk format 5) a field's header is a nibble per pass (bits 0-2
+as above, bit 3: every error zero), two to a byte, low nibble first; then the shift,
+``a`` and ``b`` (5 bytes) of each non-zero pass of at least :data:`SMALL` points; then,
+if any smaller pass is not zero, one shift, ``a`` and ``b`` shared by all of them. The
+symbols of every field of a chunk go into one ANS stream (:func:`push`), in the order
+the fields decode: on a 46 x 101 field the per-field headers and streams were 40 % of
+the field's bytes.
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ SCALES = np.exp(np.linspace(math.log(0.02), math.log(1024.0), 64))
 HIGH_BITS = 12
 NONE, LINEAR, CUBIC = 0, 1, 2
 _BASE, _ZERO = 0x04, 0x80
+_ZERO_NIBBLE = 0x08  # the compact layout's "every error of the pass is zero"
 #: multipliers tried when fitting a pass's scale (the code length is flat near the best)
 _MULTIPLIERS = np.exp(np.linspace(math.log(0.35), math.log(3.0), 10))
 _QUICK = (0.7, 1.4)
@@ -235,9 +239,8 @@ def _prediction(m, base, tgt, nb, flags: int) -> np.ndarray:
     return _predict(m, nb, flags & 3)
 
 
-def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
-                 estimate: bool = False, compact: bool = False):
-    """Quantise and code one field.
+def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True, estimate: bool = False):
+    """Quantise one field and lay out its code (the compact layout of format 5).
 
     Parameters
     ----------
@@ -251,91 +254,74 @@ def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
         predictions ``p`` and symbols ``q``, so ``|t - m| <= K / 2``.
     estimate : bool
         Return only the estimated code length in bits, without coding.
-    compact : bool
-        Small passes share their coding parameters (format 5; see the module docstring).
 
     Returns
     -------
-    (bytes, m) : the coded field and its reconstruction (int64, same units), or the
-    estimated bits if ``estimate``.
+    (header, m, symbols) : the field's header bytes, its reconstruction (int64, same
+    units) and its symbols for :func:`push` (one ANS stream holds every field of a
+    chunk), or the estimated bits if ``estimate``.
     """
     h, w = t.shape
     t, base = t.ravel(), np.ascontiguousarray(base, dtype=np.int64).ravel()
     m, q = np.zeros(h * w, np.int64), np.zeros(h * w, np.int64)
-    header, pushes, small, total = bytearray(), [], [], 0.0
+    nibbles, params, symbols, small, total = [], bytearray(), [], [], 4.0 * len(plan(h, w, periodic))
     for tgt, nb in plan(h, w, periodic):
         flags, p, e, sh, a, b, bits = _choose(t, base, m, q, tgt, nb, K)
         m[tgt], q[tgt] = p + K * e, e
-        shared = compact and len(tgt) < SMALL
-        total += bits - (40 if shared and e.any() else 0)
+        shared = len(tgt) < SMALL
+        total += bits - (48 if shared and e.any() else 8)  # the nibble is counted; params below
         if estimate:
             continue
+        nibbles.append(flags | (_ZERO_NIBBLE if not e.any() else 0))
         if not e.any():
-            header.append(flags | _ZERO)
             continue
         c = _context(q, m, nb, K)
         if shared:
-            header.append(flags)
-            small.append((len(pushes), e, c))
-            pushes.append(None)
+            small.append((len(symbols), e, c))
+            symbols.append(None)
             continue
-        header += struct.pack("<BBee", flags, sh, a, b)
-        pushes.append((e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh))
+        params += struct.pack("<Bee", sh, a, b)
+        symbols.append((e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh))
     if small:  # one shift and scale for all the small passes
         e, c = np.concatenate([s[1] for s in small]), np.concatenate([s[2] for s in small])
         sh = _shift(e)
         a, b, _ = _fit(e, c, sh)
-        header += struct.pack("<Bee", sh, a, b)
+        params += struct.pack("<Bee", sh, a, b)
         total += 40
         for k, e, c in small:
-            pushes[k] = (e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh)
+            symbols[k] = (e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh)
     if estimate:
         return total
-    coder = new_encoder()
+    nibbles += [0] * (len(nibbles) % 2)
+    header = bytes(lo | hi << 4 for lo, hi in zip(nibbles[::2], nibbles[1::2])) + bytes(params)
+    return header, m.reshape(h, w), symbols
+
+
+def push(coder, symbols) -> None:
+    """Push symbols of :func:`encode_field` (of fields in decoding order, concatenated)."""
     tc = _coder()
-    for hi, table, lo, sh in reversed(pushes):
+    for hi, table, lo, sh in reversed(symbols):
         _push_raw(coder, lo, sh)
         tc.encode(coder, hi, table)
-    return bytes(header) + coder.get_compressed().astype("<u4").tobytes(), m.reshape(h, w)
 
 
-def decode_field(data: bytes, base: np.ndarray, K: int, periodic: bool = True,
-                 compact: bool = False) -> np.ndarray:
-    """Inverse of :func:`encode_field`: the reconstruction ``m``; raises ``ValueError``
-    on damaged data."""
+def decode_field(data: bytes, base: np.ndarray, K: int, periodic: bool = True, coder=None) -> np.ndarray:
+    """Inverse of :func:`encode_field`: the reconstruction ``m``; raises ``ValueError`` on
+    damaged data. With ``coder`` (format 5), ``data`` is the compact header and the
+    symbols come from that shared ANS decoder; else ``data`` is a whole field of the
+    layout of formats 3 and 4 (a header byte per pass, then the field's own words)."""
     h, w = base.shape
     base = np.ascontiguousarray(base, dtype=np.int64).ravel()
     m, q = np.zeros(h * w, np.int64), np.zeros(h * w, np.int64)
-    pos, heads, small = 0, [], []
     passes = plan(h, w, periodic)
-    for tgt, _ in passes:
-        if pos >= len(data):
-            raise ValueError("cra5 residual section is truncated")
-        flags = data[pos]
-        if flags & 3 > CUBIC or flags & 0x78:
-            raise ValueError("cra5 residual section has an unknown prediction mode")
-        if flags & _ZERO or (compact and len(tgt) < SMALL):
-            heads.append([flags & 0x7F, None])
-            if not flags & _ZERO:
-                small.append(heads[-1])
-            pos += 1
-            continue
-        if pos + 6 > len(data):
-            raise ValueError("cra5 residual section is truncated")
-        flags, sh, a, b = struct.unpack_from("<BBee", data, pos)
-        heads.append([flags, _parameters(sh, a, b)])
-        pos += 6
-    if small:
-        if pos + 5 > len(data):
-            raise ValueError("cra5 residual section is truncated")
-        shared = _parameters(*struct.unpack_from("<Bee", data, pos))
-        pos += 5
-        for head in small:
-            head[1] = shared
-    words = data[pos:]
-    if len(words) % 4:
-        raise ValueError("cra5 residual section is not whole 32-bit words")
-    coder = new_decoder(np.frombuffer(words, dtype="<u4"))
+    heads, pos = (_compact_heads if coder is not None else _heads)(data, passes)
+    if coder is None:
+        words = data[pos:]
+        if len(words) % 4:
+            raise ValueError("cra5 residual section is not whole 32-bit words")
+        coder = new_decoder(np.frombuffer(words, dtype="<u4"))
+    elif pos != len(data):
+        raise ValueError("cra5 residual section has a field header of the wrong length")
     tc = _coder()
     try:
         for (tgt, nb), (flags, par) in zip(passes, heads):
@@ -352,6 +338,59 @@ def decode_field(data: bytes, base: np.ndarray, K: int, periodic: bool = True,
     except Exception as exc:  # constriction reports exhausted or invalid streams this way
         raise ValueError(f"cra5 residual section is invalid: {exc}") from None
     return m.reshape(h, w)
+
+
+def _heads(data: bytes, passes):
+    """Pass headers of the layout of formats 3 and 4: [(flags, (shift, a, b) or None)]."""
+    pos, heads = 0, []
+    for _ in passes:
+        if pos >= len(data):
+            raise ValueError("cra5 residual section is truncated")
+        flags = data[pos]
+        if flags & 3 > CUBIC or flags & 0x78:
+            raise ValueError("cra5 residual section has an unknown prediction mode")
+        if flags & _ZERO:
+            heads.append((flags & 0x7F, None))
+            pos += 1
+            continue
+        if pos + 6 > len(data):
+            raise ValueError("cra5 residual section is truncated")
+        flags, sh, a, b = struct.unpack_from("<BBee", data, pos)
+        heads.append((flags, _parameters(sh, a, b)))
+        pos += 6
+    return heads, pos
+
+
+def _compact_heads(data: bytes, passes):
+    """Pass headers of the compact layout (a nibble per pass, then parameters)."""
+    n = (len(passes) + 1) // 2
+    if len(data) < n:
+        raise ValueError("cra5 residual section is truncated")
+    nibbles = [b >> s & 0xF for b in data[:n] for s in (0, 4)][:len(passes)]
+    pos, heads, small = n, [], []
+    for (tgt, _), flags in zip(passes, nibbles):
+        if flags & 3 > CUBIC:
+            raise ValueError("cra5 residual section has an unknown prediction mode")
+        if flags & _ZERO_NIBBLE:
+            heads.append([flags & 7, None])
+        elif len(tgt) < SMALL:
+            heads.append([flags, None])
+            small.append(heads[-1])
+        else:
+            heads.append([flags, _parameters(*_unpack(data, pos))])
+            pos += 5
+    if small:
+        shared = _parameters(*_unpack(data, pos))
+        pos += 5
+        for head in small:
+            head[1] = shared
+    return heads, pos
+
+
+def _unpack(data: bytes, pos: int):
+    if pos + 5 > len(data):
+        raise ValueError("cra5 residual section is truncated")
+    return struct.unpack_from("<Bee", data, pos)
 
 
 def _parameters(sh: int, a: float, b: float) -> tuple[int, float, float]:
