@@ -86,6 +86,8 @@ def build_corpus(data_dir: Path) -> list[tuple[str, bytes]]:
     mixed[:, :2] = zt[:, :2]
     mixed[0, 2], mixed[1, 2] = 273.15, np.nan
     mixed[1, 0, :10] = np.nan
+    gfs = data.open_dataset(data_dir / "gfs_anl_26lev_1deg_namerica_20101026T12.nc")
+    gfs_t = gfs["Temperature_isobaric"].isel(time=0).values[:4].astype(np.float32)  # steps of 0.1 K
     uk_nan = uk[:2].astype(np.float32).copy()
     uk_nan[0, 5:9, 10:20] = np.nan
     return [
@@ -100,6 +102,7 @@ def build_corpus(data_dir: Path) -> list[tuple[str, bytes]]:
         ("bounded abs network (2, 33, 49) f32 NaN", bounded.encode(uk_nan, 0.05, quality=3)),
         ("bounded abs no network (6, 33, 49) f64", bounded.encode(uk.astype(np.float64), 0.02, quality=0)),
         ("bounded rel auto (2, 4, 61, 120) f32", bounded.encode(zt, 1e-3, relative=True)),
+        ("bounded on the values' lattice (4, 46, 101) f32", bounded.encode(gfs_t, 1e-3, quality=0)),
         ("bounded with exceptions and exact (3, 33, 49) f32", bounded.encode(uk[:3].astype(np.float32), [0.1, 1e-6, 1e-9])),
         ("constants only (3, 8, 16) f32", pipeline.encode(np.stack([np.full((8, 16), v, np.float32)
                                                                    for v in (1.5, -2.0, 0.0)]))),

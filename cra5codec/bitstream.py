@@ -22,7 +22,8 @@ little-endian, ``varint`` = unsigned LEB128::
                      bit 7: has a NaN mask; bounded at quality 0 only: bit 6
                      (version 5) predicted from its reference before, bit 5 (version
                      5) and from its reference after (see
-                     :func:`cra5codec.prediction.bounded_order`);
+                     :func:`cra5codec.prediction.bounded_order`); bit 4 (version
+                     5): coded on its values' lattice (one unit per step, K = 1);
                      bit 6 (version 4): predicted from the previous field
             12       coded: mean (float64), standard deviation (float32)
             1        coded: quality level (1..63) of this field (not in version 1)
@@ -67,9 +68,8 @@ little-endian, ``varint`` = unsigned LEB128::
             varint   length, then zlib-compressed raw values of those fields (dtype)
     last    4        CRC-32 of every byte before it
 
-A bounded field (the ``max_abs_error`` / ``max_rel_error`` modes) decodes within its
-bound at every point; the network's prediction, if any, only shapes how its residual
-is coded. An exact field is one whose bound is finer than its values' own precision.
+A bounded field decodes within its bound at every point, whatever predicts it; an exact
+field is one whose bound is finer than its values' own precision.
 
 Decoding checks every declared size before it allocates or runs the network: the
 shape against the bytes present and against two limits a user can raise in the
@@ -104,7 +104,7 @@ _KINDS = {1: (CODED, CONSTANT, ALL_NAN), 2: (CODED, CONSTANT, ALL_NAN),
           5: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
 _HAS_MASK = 0x80
 _PREVIOUS = 0x40
-_BEFORE, _AFTER = 0x40, 0x20  # version 5
+_BEFORE, _AFTER, _LATTICE = 0x40, 0x20, 0x10  # version 5
 #: the network takes H and W in multiples of this (patch 8 x hyperprior stride 4)
 ALIGN = 32
 #: default decode limits (see the module docstring); the environment variables of the
@@ -161,6 +161,7 @@ class Field:
     offset: float = 0.0
     before: float | None = None  # bounded (version 5): weight of the reference before
     after: float | None = None  # ... and of the reference after (None: not used)
+    lattice: bool = False  # bounded (version 5): coded on its values' lattice, one unit a step
 
     @property
     def weights(self) -> list[float]:
@@ -252,7 +253,7 @@ def _header(chunk: Chunk) -> bytearray:
         out += _varint(n)
     for f in chunk.fields:
         refs = ((_BEFORE if f.before is not None else 0) | (_AFTER if f.after is not None else 0)
-                if version >= 5 else (_PREVIOUS if f.previous else 0))
+                | (_LATTICE if f.lattice else 0) if version >= 5 else (_PREVIOUS if f.previous else 0))
         out.append(f.kind | (_HAS_MASK if f.has_mask else 0) | refs)
         if f.kind == BOUNDED and version >= 5:
             out += struct.pack("<fB", f.mean, f.quality)
@@ -325,8 +326,8 @@ def unpack(buf) -> Chunk:
     for _ in range(n_fields):
         (k,) = r.unpack("B")
         previous = version == 4 and bool(k & _PREVIOUS)
-        refs = k & (_BEFORE | _AFTER) if version >= 5 else 0
-        f = Field(kind=k & (0x1F if version >= 5 else 0x3F if previous else 0x7F),
+        refs = k & (_BEFORE | _AFTER | _LATTICE) if version >= 5 else 0
+        f = Field(kind=k & (0x0F if version >= 5 else 0x3F if previous else 0x7F),
                   has_mask=bool(k & _HAS_MASK), previous=previous)
         if f.kind not in _KINDS[version]:
             raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
@@ -387,7 +388,8 @@ def _bounded_record(r: _Reader, f: Field, refs: int) -> None:
         raise ValueError("cra5 chunk has an invalid field normalisation")
     if not (np.isfinite(f.bound) and f.bound > 0 and np.isfinite(f.unit) and f.unit > 0):
         raise ValueError("cra5 chunk has an invalid error bound")
-    if refs and f.quality:
+    f.lattice = bool(refs & _LATTICE)
+    if refs & (_BEFORE | _AFTER) and f.quality:
         raise ValueError("cra5 chunk predicts a field from both the network and another field")
     if refs & _BEFORE:
         (f.before,) = r.unpack("f")

@@ -106,6 +106,9 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
         b = requested[i] * (valid.max() - valid.min()) if relative else requested[i]
         origin = float(np.float32(f.mean))  # as stored
         u = unit_for(b, valid, origin, flat.dtype)
+        on = lattice(valid, b) if u is not None and chunk.version >= 5 else None
+        if on is not None and np.float32(on[0]) == on[0]:  # the step as unit, K = 1
+            origin, u, f.lattice = on[0], float(np.float32(on[1])), True
         if u is None:
             f.kind = EXACT
             exact.append(i)
@@ -137,7 +140,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
                 raise ValueError(f"quality must be in 0..{rt.qualities} for model {model!r}, not {quality}")
             levels[:] = quality
     else:
-        cost = np.array([_estimate(x, np.zeros(x.shape, np.int64)) for x in t])
+        cost = np.array([_estimate(x, np.zeros(x.shape, np.int64), f) for x, f in zip(t, infos)])
     if cost is not None:
         effective = _choose_references(chunk, flat, fields, t, levels, cost)
         plain = [j for j, i in enumerate(fields) if i in alone and alone[i][1] < effective[j]]
@@ -179,7 +182,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
             ref_infos = [chunk.fields[r] for r in refs]
             _set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
             bases[j] = prediction.base(f, [decoded[r] for r in refs], ref_infos)
-        coded[j], m, sym = residual.encode_field(t[j], bases[j], K)
+        coded[j], m, sym = residual.encode_field(t[j], bases[j], steps(f))
         symbols += sym
         crc = zlib.crc32(m.tobytes(), crc)
         x = flat[i]
@@ -209,7 +212,7 @@ def _choose_references(chunk, flat, fields, t, levels, cost) -> np.ndarray:
         j, proxies, ref_infos = at[i], [flat[r] for r in refs], [chunk.fields[r] for r in refs]
         f = chunk.fields[i]
         _set_weights(f, refs, i, prediction.fit(flat[i], f, proxies, ref_infos))
-        bits = 32 * len(refs) + _estimate(t[j], prediction.base(f, proxies, ref_infos))
+        bits = 32 * len(refs) + _estimate(t[j], prediction.base(f, proxies, ref_infos), f)
         if bits < cost[j]:
             levels[j], effective[j] = 0, bits
         else:
@@ -217,8 +220,32 @@ def _choose_references(chunk, flat, fields, t, levels, cost) -> np.ndarray:
     return effective
 
 
-def _estimate(t, base) -> float:
-    return residual.encode_field(t, base, K, estimate=True)
+def _estimate(t, base, f) -> float:
+    return residual.encode_field(t, base, steps(f), estimate=True)
+
+
+def steps(f) -> int:
+    """Grid units per quantisation step: K, or 1 on a field coded on its own lattice."""
+    return 1 if f.lattice else K
+
+
+def lattice(valid: np.ndarray, bound: float) -> tuple[float, float] | None:
+    """(origin, step) of the lattice the values lie on, when its step is over twice
+    ``bound``: values decoded from GRIB or packed integers (GFS temperature in steps of
+    0.1 K) are then coded losslessly as lattice indices, which costs less than a step of
+    2 x bound would; None otherwise."""
+    u = np.unique(valid)
+    if u.size < 2 or u.size > valid.size // 2 + 1:
+        return None
+    d = np.diff(u)
+    if d.min() <= 2 * bound:
+        return None
+    step = float(np.median(d[d < 1.5 * d.min()]))
+    step = float(u[-1] - u[0]) / round(float(u[-1] - u[0]) / step)  # the rounding of each value cancels out
+    off = (u - u[0]) - step * np.rint((u - u[0]) / step)
+    if np.abs(off).max() > bound / 2 or not np.isfinite(np.float32(step)):
+        return None
+    return float(u[0]), step
 
 
 def _set_weights(f, refs, i, weights) -> None:
@@ -246,7 +273,7 @@ def _best_levels(rt, post, t, infos) -> tuple[np.ndarray, np.ndarray]:
     size in bits: levels are tried upwards while they keep getting cheaper (size is
     unimodal in level)."""
     n = len(t)
-    best = np.array([_estimate(x, np.zeros(x.shape, np.int64)) for x in t])
+    best = np.array([_estimate(x, np.zeros(x.shape, np.int64), f) for x, f in zip(t, infos)])
     level, last = np.zeros(n, int), best.copy()
     active = np.arange(n)
     for q in range(1, rt.qualities + 1):
@@ -263,7 +290,7 @@ def _best_levels(rt, post, t, infos) -> tuple[np.ndarray, np.ndarray]:
         for a, j in enumerate(active):
             f = infos[j]
             base = np.rint(np.clip(pred[a, :h, :w].astype(np.float64) * (f.std / f.unit), -MAX_UNITS, MAX_UNITS))
-            cost = bits[a] + _estimate(t[j], base.astype(np.int64))
+            cost = bits[a] + _estimate(t[j], base.astype(np.int64), f)
             if cost < best[j]:
                 best[j], level[j] = cost, q
             if cost < last[j]:
@@ -322,7 +349,7 @@ def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -
                 base = prediction.base(f, [result[r] for r in refs], [chunk.fields[r] for r in refs])
             else:
                 base = prediction.previous_base(f, grid) if f.previous else bases[i]
-            m = residual.decode_field(coded[at[i]], base, K, coder=coder)
+            m = residual.decode_field(coded[at[i]], base, steps(f), coder=coder)
             crc = zlib.crc32(m.tobytes(), crc)
             grid = f.mean + f.unit * m
             result[i] = grid.astype(chunk.dtype)

@@ -15,6 +15,7 @@ range codes the end symbol followed by the excess, as bytes under a uniform mode
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -151,3 +152,68 @@ def new_encoder():
 
 def new_decoder(words: np.ndarray):
     return _cs().stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+
+
+# ------------------------------------------------------------------------------ Laplace
+# The error-bounded residual's tables (cra5codec.residual): discretised Laplaces at fixed
+# log-spaced scales, the ends holding the escapes.
+
+#: the Laplace scales of the fixed tables (log-spaced)
+SCALES = np.exp(np.linspace(math.log(0.02), math.log(1024.0), 64))
+#: the modelled high part of an error stays below 2**HIGH_BITS in magnitude
+HIGH_BITS = 12
+
+
+def _laplace_code_length(d: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Code length (bits) of integers ``d`` under discretised Laplaces of ``scale``."""
+    a = np.abs(d)
+    inv = 1.0 / scale
+    with np.errstate(over="ignore", divide="ignore"):
+        p0 = -np.expm1(-0.5 * inv)
+        pk = 0.5 * np.exp(-(a - 0.5) * inv) * -np.expm1(-inv)
+        p = np.where(a == 0, p0, pk)
+    return -np.log2(np.maximum(p, 2.0 ** -40))
+
+
+@functools.lru_cache(maxsize=1)
+def laplace_bits() -> np.ndarray:
+    """Code length of |v| = 0 .. 2**HIGH_BITS under each table (sign included), for
+    estimates; beyond a table's range, the escape's cost."""
+    tc = laplace_coder()
+    out = np.empty((len(SCALES), 2 ** HIGH_BITS + 1))
+    for k, (p, R) in enumerate(zip(tc.pmfs, tc.ranges)):
+        bits = -np.log2(p[R:2 * R + 1])  # |v| = 0 .. R
+        n = min(R, 2 ** HIGH_BITS)
+        out[k, :n + 1] = bits[:n + 1]
+        out[k, n:] = np.maximum(out[k, n:], bits[n] + (10.0 if n == R else 0.0))  # escapes
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def laplace_coder() -> TableCoder:
+    ranges = np.ceil(SCALES * 8).astype(np.int64) + 2
+    ranges = np.minimum(ranges, 2 ** HIGH_BITS + 1)
+    pmf = np.zeros((len(SCALES), 2 * int(ranges.max()) + 1))
+    for k, (s, R) in enumerate(zip(SCALES, ranges)):
+        x = np.arange(-R, R + 1)
+        p = _laplace_code_length(x, np.full(x.shape, s))
+        p = 2.0 ** -p
+        p[0] = p[-1] = max(0.0, 1 - p[1:-1].sum()) / 2  # the ends hold the tails (escapes)
+        pmf[k, : 2 * R + 1] = _normalise(p)
+    tc = TableCoder(pmf, ranges)
+    tc.pmfs = [p[: 2 * R + 1] for p, R in zip(pmf, ranges)]
+    return tc
+
+
+# Raw low bits, least significant 16-bit piece first on decode.
+def push_raw(coder, lo: np.ndarray, sh: int) -> None:
+    pieces = [(lo >> s) & ((1 << min(16, sh - s)) - 1) for s in range(0, sh, 16)]
+    for s, piece in reversed(list(zip(range(0, sh, 16), pieces))):
+        coder.encode_reverse(piece.astype(np.int32), _cs().stream.model.Uniform(1 << min(16, sh - s)))
+
+
+def pop_raw(coder, n: int, sh: int) -> np.ndarray:
+    lo = np.zeros(n, np.int64)
+    for s in range(0, sh, 16):
+        lo |= coder.decode(_cs().stream.model.Uniform(1 << min(16, sh - s)), n).astype(np.int64) << s
+    return lo

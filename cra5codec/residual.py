@@ -23,20 +23,16 @@ prediction ``p`` plus a multiple of K, the symbol ``q = round((t - p) / K)``, so
 
 All prediction is integer arithmetic, so encoder and decoder agree exactly.
 
-Layout of one coded grid (:func:`encode_field`): per pass of :func:`plan`, in order, a
-flags byte (bits 0-1: interpolation 0 none, 1 linear, 2 cubic; bit 2: interpolate the
-difference from the prediction ``base`` and add that back; bit 7: every error of the
-pass is zero and nothing else follows for it), then, unless zero, the shift (1 byte)
-and ``a``, ``b`` (float16 each, little-endian); then the ANS words (uint32) of every
-pass: its high parts, then its raw low bits in 16-bit pieces.
-
-In the *compact* layout (chunk format 5) a field's header is a nibble per pass (bits 0-2
-as above, bit 3: every error zero), two to a byte, low nibble first; then the shift,
-``a`` and ``b`` (5 bytes) of each non-zero pass of at least :data:`SMALL` points; then,
-if any smaller pass is not zero, one shift, ``a`` and ``b`` shared by all of them. The
-symbols of every field of a chunk go into one ANS stream (:func:`push`), in the order
-the fields decode: on a 46 x 101 field the per-field headers and streams were 40 % of
-the field's bytes.
+Layout of one field (format 5, :func:`encode_field`): a nibble per pass of :func:`plan`,
+two to a byte, low first (bits 0-1: interpolation 0 none, 1 linear, 2 cubic; bit 2:
+interpolate the difference from ``base`` and add it back; bit 3: every error of the
+pass is zero); then the shift (1 byte), ``a`` and ``b`` (float16) of each non-zero pass
+of at least :data:`SMALL` points, then one shift, ``a``, ``b`` shared by the smaller
+non-zero passes. The symbols of every field of a chunk share one ANS stream
+(:func:`push`), pass by pass: high parts, then raw low bits in 16-bit pieces. (Formats
+3 and 4: a flags byte per pass, bit 7 for zero, each non-zero one followed by its own
+shift, ``a``, ``b``, then the field's own ANS words; per-field headers and streams were
+40 % of a 46 x 101 field's bytes.)
 """
 from __future__ import annotations
 
@@ -46,12 +42,8 @@ import struct
 
 import numpy as np
 
-from .entropy import TableCoder, _cs, _normalise, new_decoder, new_encoder
+from .entropy import HIGH_BITS, SCALES, laplace_bits, laplace_coder, new_decoder, pop_raw, push_raw
 
-#: the Laplace scales of the fixed tables (log-spaced)
-SCALES = np.exp(np.linspace(math.log(0.02), math.log(1024.0), 64))
-#: the modelled high part of an error stays below 2**HIGH_BITS in magnitude
-HIGH_BITS = 12
 NONE, LINEAR, CUBIC = 0, 1, 2
 _BASE, _ZERO = 0x04, 0x80
 _ZERO_NIBBLE = 0x08  # the compact layout's "every error of the pass is zero"
@@ -126,17 +118,6 @@ def _context(q: np.ndarray, m: np.ndarray, nb: np.ndarray, K: int) -> np.ndarray
     return c + _STEP_SHARE * step
 
 
-def _laplace_bits(d: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Code length (bits) of integers ``d`` under discretised Laplaces of ``scale``."""
-    a = np.abs(d)
-    inv = 1.0 / scale
-    with np.errstate(over="ignore", divide="ignore"):
-        p0 = -np.expm1(-0.5 * inv)
-        pk = 0.5 * np.exp(-(a - 0.5) * inv) * -np.expm1(-inv)
-        p = np.where(a == 0, p0, pk)
-    return -np.log2(np.maximum(p, 2.0 ** -40))
-
-
 def _shift(d: np.ndarray) -> int:
     m = int(np.abs(d).max()) if d.size else 0
     return max(0, m.bit_length() - HIGH_BITS)
@@ -161,11 +142,11 @@ def _fit(d: np.ndarray, c: np.ndarray, sh: int, multipliers=None) -> tuple[float
             a, b = float(np.float16(m * a0)), float(np.float16(m * b0))
         if not (np.isfinite(a) and np.isfinite(b)):
             continue
-        bits = _table_bits()[table_index(a, b, c, sh), mag].sum()
+        bits = laplace_bits()[table_index(a, b, c, sh), mag].sum()
         if best is None or bits < best[2]:
             best = (a, b, bits)
     if best is None:  # beyond float16: the widest table
-        best = (65504.0, 0.0, _table_bits()[len(SCALES) - 1, mag].sum())
+        best = (65504.0, 0.0, laplace_bits()[len(SCALES) - 1, mag].sum())
     a, b, bits = best
     return a, b, bits + sh * d.size + 48  # + the pass header
 
@@ -175,36 +156,6 @@ def table_index(a: float, b: float, c: np.ndarray, sh: int) -> np.ndarray:
     a + b c / 2**sh (the decoder computes exactly this from integers and float16
     parameters)."""
     return np.minimum(np.searchsorted(SCALES, a + b * (c / 2.0 ** sh)), len(SCALES) - 1)
-
-
-@functools.lru_cache(maxsize=1)
-def _table_bits() -> np.ndarray:
-    """Code length of |v| = 0 .. 2**HIGH_BITS under each table (sign included), for
-    estimates; beyond a table's range, the escape's cost."""
-    tc = _coder()
-    out = np.empty((len(SCALES), 2 ** HIGH_BITS + 1))
-    for k, (p, R) in enumerate(zip(tc.pmfs, tc.ranges)):
-        bits = -np.log2(p[R:2 * R + 1])  # |v| = 0 .. R
-        n = min(R, 2 ** HIGH_BITS)
-        out[k, :n + 1] = bits[:n + 1]
-        out[k, n:] = np.maximum(out[k, n:], bits[n] + (10.0 if n == R else 0.0))  # escapes
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def _coder() -> TableCoder:
-    ranges = np.ceil(SCALES * 8).astype(np.int64) + 2
-    ranges = np.minimum(ranges, 2 ** HIGH_BITS + 1)
-    pmf = np.zeros((len(SCALES), 2 * int(ranges.max()) + 1))
-    for k, (s, R) in enumerate(zip(SCALES, ranges)):
-        x = np.arange(-R, R + 1)
-        p = _laplace_bits(x, np.full(x.shape, s))
-        p = 2.0 ** -p
-        p[0] = p[-1] = max(0.0, 1 - p[1:-1].sum()) / 2  # the ends hold the tails (escapes)
-        pmf[k, : 2 * R + 1] = _normalise(p)
-    tc = TableCoder(pmf, ranges)
-    tc.pmfs = [p[: 2 * R + 1] for p, R in zip(pmf, ranges)]
-    return tc
 
 
 def _quantise(t: np.ndarray, p: np.ndarray, K: int) -> np.ndarray:
@@ -299,9 +250,9 @@ def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
 
 def push(coder, symbols) -> None:
     """Push symbols of :func:`encode_field` (of fields in decoding order, concatenated)."""
-    tc = _coder()
+    tc = laplace_coder()
     for hi, table, lo, sh in reversed(symbols):
-        _push_raw(coder, lo, sh)
+        push_raw(coder, lo, sh)
         tc.encode(coder, hi, table)
 
 
@@ -322,7 +273,7 @@ def decode_field(data: bytes, base: np.ndarray, K: int, periodic: bool = True, c
         coder = new_decoder(np.frombuffer(words, dtype="<u4"))
     elif pos != len(data):
         raise ValueError("cra5 residual section has a field header of the wrong length")
-    tc = _coder()
+    tc = laplace_coder()
     try:
         for (tgt, nb), (flags, par) in zip(passes, heads):
             p = _prediction(m, base, tgt, nb, flags)
@@ -331,7 +282,7 @@ def decode_field(data: bytes, base: np.ndarray, K: int, periodic: bool = True, c
             else:
                 sh, a, b = par
                 table = table_index(a, b, _context(q, m, nb, K), sh)
-                e = (tc.decode(coder, table) << sh) + _pop_raw(coder, len(tgt), sh)
+                e = (tc.decode(coder, table) << sh) + pop_raw(coder, len(tgt), sh)
             m[tgt], q[tgt] = p + K * e, e
     except ValueError:
         raise
@@ -397,17 +348,3 @@ def _parameters(sh: int, a: float, b: float) -> tuple[int, float, float]:
     if not (np.isfinite(a) and np.isfinite(b)) or sh > 62:
         raise ValueError("cra5 residual section has invalid scale parameters")
     return sh, float(a), float(b)
-
-
-# Raw low bits, least significant 16-bit piece first on decode.
-def _push_raw(coder, lo: np.ndarray, sh: int) -> None:
-    pieces = [(lo >> s) & ((1 << min(16, sh - s)) - 1) for s in range(0, sh, 16)]
-    for s, piece in reversed(list(zip(range(0, sh, 16), pieces))):
-        coder.encode_reverse(piece.astype(np.int32), _cs().stream.model.Uniform(1 << min(16, sh - s)))
-
-
-def _pop_raw(coder, n: int, sh: int) -> np.ndarray:
-    lo = np.zeros(n, np.int64)
-    for s in range(0, sh, 16):
-        lo |= coder.decode(_cs().stream.model.Uniform(1 << min(16, sh - s)), n).astype(np.int64) << s
-    return lo

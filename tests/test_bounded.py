@@ -373,3 +373,22 @@ def test_references_must_exist():
         pipeline.decode(chunk([first, Field(BOUNDED, mean=1.0, bound=0.1, unit=0.003)]))
     with pytest.raises(ValueError, match="not bounded from another"):
         unpack(chunk([Field(CONSTANT, value=1.0), Field(CONSTANT, value=1.0, before=0.5)]))
+
+
+def test_values_on_a_lattice_are_coded_on_it(data_dir):
+    """GFS temperature is stored in steps of 0.1 K: at a bound finer than half a step,
+    each level is coded as exact lattice indices (within float32 rounding), smaller
+    than a grid of twice the bound would be."""
+    from cra5codec import data
+
+    ds = data.open_dataset(data_dir / "gfs_anl_26lev_1deg_namerica_20101026T12.nc")
+    x = ds["Temperature_isobaric"].isel(time=0).values[:8].astype(np.float32)  # (8, 46, 101)
+    b = bounded.encode(x, 1e-3, quality=0)
+    ch = unpack(b)
+    assert all(f.lattice for f in ch.fields) and all(abs(f.unit - 0.1) < 1e-6 for f in ch.fields)
+    y = pipeline.decode(b)
+    assert (max_error(x, y) <= 2 * np.spacing(np.float32(330.0))).all()
+    assert x.nbytes / len(b) > 5
+    b2 = bounded.encode(x + np.float32(0.013) * np.sin(np.arange(x.size)).reshape(x.shape).astype(np.float32),
+                        1e-3, quality=0)  # off the lattice: a grid of 2e-3 K steps
+    assert not any(f.lattice for f in unpack(b2).fields) and len(b2) > 2 * len(b)

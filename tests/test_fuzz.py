@@ -30,6 +30,7 @@ def test_corpus_covers_every_mode_shape_class_and_dtype(corpus):
     assert any(ch.fortran for ch in parsed) and any(ch.relative for ch in parsed)
     assert any(f.has_mask for ch in parsed for f in ch.fields)
     assert any(len(f.weights) == 2 for ch in parsed for f in ch.fields)  # predicted from both neighbours
+    assert any(f.lattice for ch in parsed for f in ch.fields)  # coded on the values' lattice
     kinds_per_chunk = [{f.kind for f in ch.fields} for ch in parsed]
     assert {bitstream.CODED, bitstream.BOUNDED} in kinds_per_chunk  # a target met partly by a residual
     for (_, b), ch in zip(corpus, parsed):  # the layout walks every byte

@@ -86,11 +86,15 @@ def test_any_target_down_to_float32_precision(era5_native, scale):
     well above the field's own float32 precision."""
     x = era5_native[:4]
     targets = scale * x.std(axis=(1, 2))
-    y = pipeline.decode(pipeline.encode(x, None, target_rmse=targets))
+    b = pipeline.encode(x, None, target_rmse=targets)
+    y = pipeline.decode(b)
     r = field_rmse(y, x)
     assert (r <= targets).all(), r / targets
-    coarse = targets > 10 * np.spacing(np.abs(x).max(axis=(1, 2)))
-    assert coarse.sum() >= 2 and (r[coarse] >= 0.85 * targets[coarse]).all(), r / targets
+    # a field on its own value lattice (ERA5's GRIB packing) finer than the target is
+    # coded losslessly on it instead: below its target, and cheaper
+    on_lattice = np.array([f.lattice for f in unpack(b).fields])
+    coarse = (targets > 10 * np.spacing(np.abs(x).max(axis=(1, 2)))) & ~on_lattice
+    assert (coarse.sum() >= 1 or scale < 1e-3) and (r[coarse] >= 0.85 * targets[coarse]).all(), r / targets
 
 
 def test_a_target_finer_than_float32_stores_the_field_exactly(era5_native):
