@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--codecs", default=",".join(CODEC_NAMES),
                    help=f"comma-separated subset of {','.join(CODEC_NAMES)} (default: all)")
     p.add_argument("--qualities", help="comma-separated cra5codec quality levels (default: all)")
+    p.add_argument("--network", action="store_true",
+                   help="measure the network alone at its network levels (pipeline.encode(network_level=q), "
+                        "what a quality level was before 0.3.0) instead of the quality levels")
     p.add_argument("--model", help="cra5codec model name (default: the shipped default model)")
     p.add_argument("--threads", type=int, help="torch threads for cra5codec (default: torch's)")
     p.add_argument("--quick", action="store_true",
@@ -71,25 +74,30 @@ def parse_args(argv=None):
 class _CRA5Field:
     """cra5codec behind the benchmark's codec interface: one (1, lat, lon) chunk per field."""
 
-    def __init__(self, codec):
-        self.codec = codec
+    def __init__(self, codec, network_level=None):
+        self.codec, self.network_level = codec, network_level
 
     def encode(self, x):
+        if self.network_level is not None:
+            from cra5codec import pipeline
+
+            return pipeline.encode(x[None], model=self.codec.model, network_level=self.network_level)
         return self.codec.encode(x[None])
 
     def decode(self, buf, shape):
         return self.codec.decode(buf)
 
 
-def load_cra5(qualities=None, model=None):
+def load_cra5(qualities=None, model=None, network=False):
     """``({quality: codec}, None)``, or ``({}, reason)`` when cra5codec is not usable yet."""
     try:
         from cra5codec import CRA5Codec, available_qualities
-        from cra5codec.weights import DEFAULT_MODEL
+        from cra5codec.weights import DEFAULT_MODEL, network_levels
 
         model = model or DEFAULT_MODEL
-        qs = [int(q) for q in qualities.split(",")] if qualities else list(available_qualities())
-        return {q: _CRA5Field(CRA5Codec(quality=q, model=model)) for q in qs}, None
+        every = network_levels(model) if network else available_qualities()
+        qs = [int(q) for q in qualities.split(",")] if qualities else list(every)
+        return {q: _CRA5Field(CRA5Codec(model=model), q if network else None) for q in qs}, None
     except Exception as exc:  # noqa: BLE001 - report and go on with the baselines
         return {}, f"{type(exc).__name__}: {exc}"
 
@@ -224,7 +232,7 @@ def load_codecs(args):
         torch.set_num_threads(args.threads)
     cra5 = {}
     if "cra5" in args.codecs:
-        cra5, reason = load_cra5(args.qualities, args.model)
+        cra5, reason = load_cra5(args.qualities, args.model, args.network)
         if reason:
             skipped["cra5"] = reason
     for name, reason in skipped.items():

@@ -27,16 +27,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "tp_transform.json"))
     args = p.parse_args(argv)
 
-    from cra5codec import available_qualities, pipeline
+    from cra5codec import pipeline
+    from cra5codec.weights import network_levels
     from cra5codec.data import validation_fields
 
     tp = validation_fields(args.data)["tp"].astype(np.float32)  # (T, 128, 256)
     rows = []
-    for q in available_qualities():
+    for q in network_levels():  # the network alone: how it codes precipitation
         row = {"quality": q}
         for name, power in (("linear", 1.0), ("sqrt", 0.5), ("fourth_root", 0.25)):
             x = np.power(np.maximum(tp, 0), power).astype(np.float32)
-            bufs = [pipeline.encode(f[None], q) for f in x]
+            bufs = [pipeline.encode(f[None], network_level=q) for f in x]
             y = np.stack([pipeline.decode(b)[0] for b in bufs])
             y = np.power(np.maximum(y, 0), 1 / power)
             row[name] = {"ratio": tp.nbytes / sum(map(len, bufs)),
