@@ -28,6 +28,7 @@ The chunk layout is in :mod:`cra5codec.bitstream`.
 """
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 
@@ -144,7 +145,9 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
     if cost is not None:
         effective = _choose_references(chunk, flat, fields, t, levels, cost)
         plain = [j for j, i in enumerate(fields) if i in alone and alone[i][1] < effective[j]]
-        if plain:  # these the network codes alone, more cheaply
+        if plain:  # these the network codes alone, more cheaply...
+            saved = ([dataclasses.replace(f) for f in chunk.fields], fields, t, bounds, levels.copy(), cost, post)
+            alone_bits = sum(alone[fields[j]][1] for j in plain)
             for j in plain:
                 f = infos[j]
                 level, _, _, mean = alone[fields[j]]
@@ -156,7 +159,10 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
             post = post[keep] if post is not None else None
             for f in infos:
                 f.before = f.after = None
-            _choose_references(chunk, flat, fields, t, levels, cost)
+            if alone_bits + _choose_references(chunk, flat, fields, t, levels, cost).sum() > effective.sum():
+                # ...unless their neighbours, no longer predicted from them, lose more
+                chunk.fields, fields, t, bounds, levels, cost, post = saved
+                infos = [chunk.fields[i] for i in fields]
     order, at = prediction.bounded_order(chunk), {i: j for j, i in enumerate(fields)}
     bases = [np.zeros(x.shape, np.int64) for x in t]
     net = np.flatnonzero(levels > 0)

@@ -17,7 +17,8 @@ prediction ``p`` plus a multiple of K, the symbol ``q = round((t - p) / K)``, so
   mean ``|q|`` of the two points it was interpolated from, plus a share of the step
   between them), so quiet regions cost almost nothing (a zero at the smallest
   scale costs about 1e-4 bit) and busy ones get wide tables. ``a, b`` are fitted per
-  pass and sent as float16. The scale picks one of :data:`SCALES` fixed tables.
+  pass and sent as a byte each (float16 before format 5). The scale picks one of the
+  fixed tables at :data:`SCALES`.
 * Symbols too large for the tables are split: the high part is modelled, the low
   ``shift`` bits are sent raw.
 
@@ -26,7 +27,7 @@ All prediction is integer arithmetic, so encoder and decoder agree exactly.
 Layout of one field (format 5, :func:`encode_field`): a nibble per pass of :func:`plan`,
 two to a byte, low first (bits 0-1: interpolation 0 none, 1 linear, 2 cubic; bit 2:
 interpolate the difference from ``base`` and add it back; bit 3: every error of the
-pass is zero); then the shift (1 byte), ``a`` and ``b`` (float16) of each non-zero pass
+pass is zero); then the shift, ``a`` and ``b`` (a byte each, :func:`q8`) of each non-zero pass
 of at least :data:`SMALL` points, then one shift, ``a``, ``b`` shared by the smaller
 non-zero passes. The symbols of every field of a chunk share one ANS stream
 (:func:`push`), pass by pass: high parts, then raw low bits in 16-bit pieces. (Formats
@@ -123,9 +124,19 @@ def _shift(d: np.ndarray) -> int:
     return max(0, m.bit_length() - HIGH_BITS)
 
 
+def q8(v: float) -> int:
+    """A scale parameter as one byte (format 5): 0, or 2 ** ((k - 160) / 8) for k = 1..255."""
+    return 0 if v < 2.0 ** -19.9 else int(min(255, max(1, round(8 * math.log2(v)) + 160)))
+
+
+def dq8(k: int) -> float:
+    return 0.0 if k == 0 else 2.0 ** ((k - 160) / 8)
+
+
 def _fit(d: np.ndarray, c: np.ndarray, sh: int, multipliers=None) -> tuple[float, float, float]:
-    """(a, b, bits): float16 scale parameters for errors ``d`` in context ``c``, and the
-    estimated code length of the pass under them (raw low bits included)."""
+    """(a, b, bits): scale parameters (one byte each, :func:`q8`) for errors ``d`` in
+    context ``c``, and the estimated code length of the pass under them (raw low bits
+    included)."""
     hi = d >> sh
     ad = np.abs(hi).astype(np.float64)  # a, b are fitted in units of the high part
     if c.size > 2 and np.ptp(c) > 0:
@@ -138,15 +149,10 @@ def _fit(d: np.ndarray, c: np.ndarray, sh: int, multipliers=None) -> tuple[float
     best = None
     mag = np.minimum(np.abs(hi), 2 ** HIGH_BITS)
     for m in _MULTIPLIERS if multipliers is None else multipliers:
-        with np.errstate(over="ignore"):
-            a, b = float(np.float16(m * a0)), float(np.float16(m * b0))
-        if not (np.isfinite(a) and np.isfinite(b)):
-            continue
+        a, b = dq8(q8(m * a0)), dq8(q8(m * b0))
         bits = laplace_bits()[table_index(a, b, c, sh), mag].sum()
         if best is None or bits < best[2]:
             best = (a, b, bits)
-    if best is None:  # beyond float16: the widest table
-        best = (65504.0, 0.0, laplace_bits()[len(SCALES) - 1, mag].sum())
     a, b, bits = best
     return a, b, bits + sh * d.size + 48  # + the pass header
 
@@ -220,7 +226,7 @@ def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
         flags, p, e, sh, a, b, bits = _choose(t, base, m, q, tgt, nb, K)
         m[tgt], q[tgt] = p + K * e, e
         shared = len(tgt) < SMALL
-        total += bits - (48 if shared and e.any() else 8)  # the nibble is counted; params below
+        total += bits - ((48 if shared else 24) if e.any() else 8)  # nibbles counted above; shared params below
         if estimate:
             continue
         nibbles.append(flags | (_ZERO_NIBBLE if not e.any() else 0))
@@ -231,14 +237,14 @@ def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
             small.append((len(symbols), e, c))
             symbols.append(None)
             continue
-        params += struct.pack("<Bee", sh, a, b)
+        params += bytes((sh, q8(a), q8(b)))
         symbols.append((e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh))
     if small:  # one shift and scale for all the small passes
         e, c = np.concatenate([s[1] for s in small]), np.concatenate([s[2] for s in small])
         sh = _shift(e)
         a, b, _ = _fit(e, c, sh)
-        params += struct.pack("<Bee", sh, a, b)
-        total += 40
+        params += bytes((sh, q8(a), q8(b)))
+        total += 24
         for k, e, c in small:
             symbols[k] = (e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh)
     if estimate:
@@ -329,19 +335,19 @@ def _compact_heads(data: bytes, passes):
             small.append(heads[-1])
         else:
             heads.append([flags, _parameters(*_unpack(data, pos))])
-            pos += 5
+            pos += 3
     if small:
         shared = _parameters(*_unpack(data, pos))
-        pos += 5
+        pos += 3
         for head in small:
             head[1] = shared
     return heads, pos
 
 
 def _unpack(data: bytes, pos: int):
-    if pos + 5 > len(data):
+    if pos + 3 > len(data):
         raise ValueError("cra5 residual section is truncated")
-    return struct.unpack_from("<Bee", data, pos)
+    return data[pos], dq8(data[pos + 1]), dq8(data[pos + 2])
 
 
 def _parameters(sh: int, a: float, b: float) -> tuple[int, float, float]:
