@@ -99,7 +99,7 @@ def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
     bounds[coded] = RESIDUAL_BOUND * targets
     alone = {int(i): (int(q), b, m) for i, q, b, m in zip(coded, levels, bits, mean) if np.isfinite(b)}
     best = packed = None
-    for attempt in range(2):
+    for attempt in range(3):
         chunk.fields = [dataclasses.replace(f) for f in original]
         chunk.model_id, chunk.weights_tag = 0, bytes(4)
         bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone,
@@ -112,14 +112,18 @@ def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
         want = targets[np.searchsorted(coded, index)]
         with np.errstate(invalid="ignore"):
             rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
-        if (rmse <= want).all():
+        ok = rmse <= want
+        if ok.all():
             best = packed
-            if (rmse >= 0.95 * want).all():  # widening would save at most ~2 %
+            if attempt or (rmse >= 0.95 * want).all():  # widened once already, or it would save ~2 %
                 break
+            bounds[index] *= np.clip(0.98 * want / np.maximum(rmse, 1e-300), 1.0, 1.8)
         elif best is not None:
-            break
-        # widen (or narrow) each bound to what its measured error allows
-        bounds[index] *= np.clip(0.98 * want / np.maximum(rmse, 1e-300), 0.5, 1.8)
+            break  # the widened bounds overshot: the chunk that met every target stands
+        elif attempt == 0:  # errors far from uniform (precipitation): narrow to what was measured
+            bounds[index[~ok]] *= np.clip(0.98 * want[~ok] / rmse[~ok], 0.5, 1.0)
+        else:  # a bound equal to the target RMSE meets it at every point
+            bounds[index[~ok]] = np.minimum(bounds[index[~ok]], want[~ok])
     return best if best is not None else packed
 
 

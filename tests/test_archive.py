@@ -78,7 +78,7 @@ def test_info_of_store_and_of_one_chunk(store, capsys):
     assert t2m["codecs"][0]["id"] == "cra5" and t2m["ratio_vs_float32"] > 5
     c = chunk_info((store / "t2m" / "0.0.0").read_bytes())
     assert c["format_version"] == 5 and c["shape"] == [1, 128, 256]
-    assert c["fields"][0]["kind"] == "bounded" and c["fields"][0]["max_abs_error"] == 0.5
+    assert c["fields"][0]["kind"] == "bounded" and 0.49 < c["fields"][0]["max_abs_error"] <= 0.5
     assert main(["info", str(store / "t2m" / "0.0.0")]) == 0
     assert json.loads(capsys.readouterr().out)["fields"][0]["quality"] >= 0
 
