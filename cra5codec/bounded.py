@@ -152,6 +152,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, posterio
                 f = infos[j]
                 level, _, _, mean = alone[fields[j]]
                 f.kind, f.quality, f.mean, f.bound, f.unit, f.before, f.after = CODED, level, mean, 0.0, 0.0, None, None
+                f.lattice = False  # a coded field's record has no lattice bit
             keep = np.array([j not in plain for j in range(len(fields))])
             fields, infos, t = [i for i, k in zip(fields, keep) if k], [f for f, k in zip(infos, keep) if k], \
                 [x for x, k in zip(t, keep) if k]

@@ -392,3 +392,23 @@ def test_values_on_a_lattice_are_coded_on_it(data_dir):
     b2 = bounded.encode(x + np.float32(0.013) * np.sin(np.arange(x.size)).reshape(x.shape).astype(np.float32),
                         1e-3, quality=0)  # off the lattice: a grid of 2e-3 K steps
     assert not any(f.lattice for f in unpack(b2).fields) and len(b2) > 2 * len(b)
+
+
+def test_a_lattice_field_the_network_codes_alone_loses_its_lattice_bit(data_dir):
+    """A field first described on its lattice, then coded by the network alone (cheaper
+    there), is written as a plain coded field that decodes."""
+    from cra5codec import data, network
+    from cra5codec.bitstream import Chunk, pack
+    from cra5codec.fields import describe
+
+    ds = data.open_dataset(data_dir / "gfs_anl_26lev_1deg_namerica_20101026T12.nc")
+    x = ds["Temperature_isobaric"].isel(time=0).values[:2].astype(np.float32)
+    infos = [describe(f)[0] for f in x]
+    chunk = Chunk(0, b"\0" * 4, x.dtype, x.shape, infos)
+    post = network.posterior_means(network.runtime(bounded.weights.DEFAULT_MODEL), x, [0, 1], infos)
+    bounded.encode_into(chunk, x, [0, 1], np.full(2, 1e-3), alone={0: (1, 1.0, post[0])},
+                        posteriors={0: post[0], 1: post[1]})
+    assert chunk.fields[0].kind == bitstream.CODED and not chunk.fields[0].lattice
+    assert chunk.fields[1].lattice
+    y = pipeline.decode(pack(chunk))
+    assert max_error(x[1:], y[1:]).max() <= 1e-3
