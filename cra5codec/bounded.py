@@ -108,8 +108,8 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
         origin = float(np.float32(f.mean))  # as stored
         u = unit_for(b, valid, origin, flat.dtype)
         on = lattice(valid, b) if u is not None and chunk.version >= 5 else None
-        if on is not None and np.float32(on[0]) == on[0]:  # the step as unit, K = 1
-            origin, u, f.lattice = on[0], float(np.float32(on[1])), True
+        if on is not None:  # the step as unit, K = 1
+            (origin, u), f.lattice = on, True
         if u is None:
             f.kind = EXACT
             exact.append(i)
@@ -249,10 +249,15 @@ def lattice(valid: np.ndarray, bound: float) -> tuple[float, float] | None:
         return None
     step = float(np.median(d[d < 1.5 * d.min()]))
     step = float(u[-1] - u[0]) / round(float(u[-1] - u[0]) / step)  # the rounding of each value cancels out
-    off = (u - u[0]) - step * np.rint((u - u[0]) / step)
-    if np.abs(off).max() > bound / 2 or not np.isfinite(np.float32(step)):
+    if not np.isfinite(np.float32(step)):
         return None
-    return float(u[0]), step
+    # checked with the origin and step as the record stores them (float32): the decoder
+    # knows no other, and a step rounded to float32 drifts off the lattice by m ulps
+    origin, step = float(np.float32(u[0])), float(np.float32(step))
+    off = (u - origin) - step * np.rint((u - origin) / step)
+    if np.abs(off).max() > bound / 2:
+        return None
+    return origin, step
 
 
 def _set_weights(f, refs, i, weights) -> None:

@@ -79,7 +79,17 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     if met.any():  # what the network alone costs where it meets the target
         y_sym, _, y_table, z_sym = quantise_latents(rt, mean[met], levels[met])
         bits[met] = rt.latent_bits(y_sym, y_table, z_sym)
-    return _cheapest(chunk, flat, coded, mean, levels, targets, bits, model)
+    original = [dataclasses.replace(f) for f in chunk.fields]
+    packed = _cheapest(chunk, flat, coded, mean, levels, targets, bits, model)
+    if met.all():  # the choice above rests on estimates: never worse than the network alone
+        chunk.fields, chunk.residual, chunk.exact = original, b"", b""
+        for i, q in zip(coded, levels):
+            chunk.fields[i].quality = int(q)
+        chunk.model_id, chunk.weights_tag = rt.id, rt.tag
+        code_latents(rt, chunk, mean, levels)
+        alone = bitstream.pack(chunk)
+        packed = alone if len(alone) < len(packed) else packed
+    return packed
 
 
 #: a field coded as a residual is first coded within the bound RESIDUAL_BOUND * its

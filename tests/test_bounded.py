@@ -412,3 +412,14 @@ def test_a_lattice_field_the_network_codes_alone_loses_its_lattice_bit(data_dir)
     assert chunk.fields[1].lattice
     y = pipeline.decode(pack(chunk))
     assert max_error(x[1:], y[1:]).max() <= 1e-3
+
+
+@pytest.mark.parametrize("quality", [0, 1])
+def test_a_lattice_is_checked_as_the_record_stores_it(quality):
+    """Found by hypothesis: float64 values whose origin and step round to other float32
+    numbers (the record's) were taken for a lattice, and decoded 3x past the bound."""
+    x = np.array([-524288.46875, 0.0, 0.0, 0.0]).reshape(1, 2, 2)
+    y, _ = roundtrip(x, max_abs_error=0.01, quality=quality)
+    assert max_error(x, y).max() <= 0.01
+    origin, step = bounded.lattice(np.array([0.1, 0.1, 0.2, 0.2, 0.7, 0.7, 0.3]), 0.01)
+    assert float(np.float32(origin)) == origin and float(np.float32(step)) == step
