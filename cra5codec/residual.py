@@ -9,9 +9,10 @@ prediction ``p`` plus a multiple of K, the symbol ``q = round((t - p) / K)``, so
 * **Hierarchical interpolation** (as SZ3 does): after one anchor, passes from coarse to
   fine each predict the points halfway between those already reconstructed, along
   latitude and then longitude (wrapping round the globe when the grid allows). Per pass
-  the encoder keeps whichever codes smallest of: no interpolation, linear or cubic,
-  each either of the values or of their difference from ``base`` (added back). A
-  network prediction thus helps only where it codes smaller, and never costs accuracy.
+  the encoder keeps whichever errs least (sum of log2(1 + |q|) on an even sample of the
+  pass) of: no interpolation, linear or cubic, each either of the values or of their
+  difference from ``base`` (added back). A network prediction thus helps only where it
+  codes smaller, and never costs accuracy.
 * **A context-adaptive Laplace**: each symbol is coded under a discretised Laplace of
   scale ``a + b * c``, where ``c`` measures how busy the point's neighbourhood is (the
   mean ``|q|`` of the two points it was interpolated from, plus a share of the step
@@ -22,7 +23,9 @@ prediction ``p`` plus a multiple of K, the symbol ``q = round((t - p) / K)``, so
 * Symbols too large for the tables are split: the high part is modelled, the low
   ``shift`` bits are sent raw.
 
-All prediction is integer arithmetic, so encoder and decoder agree exactly.
+All prediction is integer arithmetic, so encoder and decoder agree exactly. The numpy
+functions here are the reference; the encoder's search and the decoder's passes run
+their compiled twins in :mod:`cra5codec.kernels` (the same numbers, tested).
 
 Layout of one field (format 5, :func:`encode_field`): a nibble per pass of :func:`plan`,
 two to a byte, low first (bits 0-1: interpolation 0 none, 1 linear, 2 cubic; bit 2:
@@ -43,6 +46,7 @@ import struct
 
 import numpy as np
 
+from . import kernels
 from .entropy import HIGH_BITS, SCALES, laplace_bits, laplace_coder, new_decoder, pop_raw, push_raw
 
 NONE, LINEAR, CUBIC = 0, 1, 2
@@ -50,11 +54,13 @@ _BASE, _ZERO = 0x04, 0x80
 _ZERO_NIBBLE = 0x08  # the compact layout's "every error of the pass is zero"
 #: multipliers tried when fitting a pass's scale (the code length is flat near the best)
 _MULTIPLIERS = np.exp(np.linspace(math.log(0.35), math.log(3.0), 10))
-_QUICK = (0.7, 1.4)
 #: weight of the neighbours' step in the context (measured: +0.5-3 % smaller output)
 _STEP_SHARE = 0.3
 #: passes of fewer points share their coding parameters in the compact layout
 SMALL = 256
+#: a pass of more points ranks its predictions and fits its scale parameters on an even
+#: sample of this many
+FIT_SAMPLE = 4096
 
 
 @functools.lru_cache(maxsize=32)
@@ -93,12 +99,14 @@ def plan(h: int, w: int, periodic: bool = True) -> tuple:
     return tuple(passes)
 
 
-def _predict(v: np.ndarray, nb: np.ndarray, mode: int) -> np.ndarray:
-    """Integer prediction of a pass's targets from known values ``v`` (flat int64)."""
+def _predict(v: np.ndarray, nb: np.ndarray, mode: int, base: np.ndarray | None = None) -> np.ndarray:
+    """Integer prediction of a pass's targets from known values ``v`` (flat int64), or
+    of their differences from ``base``."""
     if mode == NONE:
         return np.zeros(len(nb), np.int64)
     have = nb >= 0
-    g = v[np.maximum(nb, 0)]
+    at = np.maximum(nb, 0)
+    g = v[at] if base is None else v[at] - base[at]  # gathered first: the pass's points only
     # linear between the two nearest, or a copy of the one before at an edge
     p = np.where(have[:, 2], (g[:, 1] + g[:, 2] + 1) // 2, g[:, 1])
     if mode == CUBIC:
@@ -119,11 +127,6 @@ def _context(q: np.ndarray, m: np.ndarray, nb: np.ndarray, K: int) -> np.ndarray
     return c + _STEP_SHARE * step
 
 
-def _shift(d: np.ndarray) -> int:
-    m = int(np.abs(d).max()) if d.size else 0
-    return max(0, m.bit_length() - HIGH_BITS)
-
-
 def q8(v: float) -> int:
     """A scale parameter as one byte (format 5): 0, or 2 ** ((k - 160) / 8) for k = 1..255."""
     return 0 if v < 2.0 ** -19.9 else int(min(255, max(1, round(8 * math.log2(v)) + 160)))
@@ -133,66 +136,27 @@ def dq8(k: int) -> float:
     return 0.0 if k == 0 else 2.0 ** ((k - 160) / 8)
 
 
-def _fit(d: np.ndarray, c: np.ndarray, sh: int, multipliers=None) -> tuple[float, float, float]:
-    """(a, b, bits): scale parameters (one byte each, :func:`q8`) for errors ``d`` in
-    context ``c``, and the estimated code length of the pass under them (raw low bits
-    included)."""
-    hi = d >> sh
-    ad = np.abs(hi).astype(np.float64)  # a, b are fitted in units of the high part
-    if c.size > 2 and np.ptp(c) > 0:
-        A = np.stack([np.ones_like(c), c / 2.0 ** sh], axis=1)
-        (a0, b0), *_ = np.linalg.lstsq(A, ad, rcond=None)
-        b0 = max(b0, 0.0)
-        a0 = max(a0, 0.0) if b0 > 0 else float(ad.mean())
-    else:
-        a0, b0 = float(ad.mean()), 0.0
-    best = None
-    mag = np.minimum(np.abs(hi), 2 ** HIGH_BITS)
-    for m in _MULTIPLIERS if multipliers is None else multipliers:
-        a, b = dq8(q8(m * a0)), dq8(q8(m * b0))
-        bits = laplace_bits()[table_index(a, b, c, sh), mag].sum()
-        if best is None or bits < best[2]:
-            best = (a, b, bits)
-    a, b, bits = best
-    return a, b, bits + sh * d.size + 48  # + the pass header
+_LOG0 = math.log(SCALES[0])
+_PER_LOG = (len(SCALES) - 1) / (math.log(SCALES[-1]) - _LOG0)
 
 
 def table_index(a: float, b: float, c: np.ndarray, sh: int) -> np.ndarray:
     """The table each symbol's high part is coded with: the smallest scale >=
-    a + b c / 2**sh (the decoder computes exactly this from integers and float16
-    parameters)."""
+    a + b c / 2**sh (the decoder computes exactly this from integers and its one-byte
+    parameters), or the last."""
     return np.minimum(np.searchsorted(SCALES, a + b * (c / 2.0 ** sh)), len(SCALES) - 1)
 
 
-def _quantise(t: np.ndarray, p: np.ndarray, K: int) -> np.ndarray:
-    """Symbols q = round((t - p) / K): 0 where t is NaN (a masked point)."""
-    q = np.rint((t - p) / K)
-    return np.where(np.isnan(q), 0, q).astype(np.int64)
-
-
-def _choose(t, base, m, q, tgt, nb, K: int):
-    """Best prediction for one pass: (flags, prediction, symbols, shift, a, b, bits)."""
-    c = _context(q, m, nb, K)
-    best = None
-    modes = (NONE,) if nb[0, 1] < 0 and len(tgt) == 1 else (NONE, LINEAR, CUBIC)
-    for flags in [mode | with_base for with_base in ((0, _BASE) if base.any() else (0,)) for mode in modes]:
-        p = _prediction(m, base, tgt, nb, flags)
-        e = _quantise(t[tgt], p, K)
-        if not e.any():
-            return flags, p, e, 0, 0.0, 0.0, 8.0
-        sh = _shift(e)
-        _, _, bits = _fit(e, c, sh, _QUICK)  # a rough fit ranks the candidates
-        if best is None or bits < best[3]:
-            best = (flags, p, e, bits, sh)
-    flags, p, e, _, sh = best
-    return (flags, p, e, sh, *_fit(e, c, sh))
+def _table_index(a: float, b: float, c: np.ndarray, sh: int) -> np.ndarray:
+    """:func:`table_index` compiled (the same indices)."""
+    return kernels.table_index(a, b, c, sh, SCALES, _LOG0, _PER_LOG)
 
 
 def _prediction(m, base, tgt, nb, flags: int) -> np.ndarray:
     """A pass's prediction: interpolation of what is known, either of ``m`` itself or
     of its difference from the network's ``base`` (then added back)."""
     if flags & _BASE:
-        return base[tgt] + _predict(m - base, nb, flags & 3)
+        return base[tgt] + _predict(m, nb, flags & 3, base)
     return _predict(m, nb, flags & 3)
 
 
@@ -219,39 +183,34 @@ def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
     chunk), or the estimated bits if ``estimate``.
     """
     h, w = t.shape
-    t, base = t.ravel(), np.ascontiguousarray(base, dtype=np.int64).ravel()
-    m, q = np.zeros(h * w, np.int64), np.zeros(h * w, np.int64)
-    nibbles, params, symbols, small, total = [], bytearray(), [], [], 4.0 * len(plan(h, w, periodic))
-    for tgt, nb in plan(h, w, periodic):
-        flags, p, e, sh, a, b, bits = _choose(t, base, m, q, tgt, nb, K)
-        m[tgt], q[tgt] = p + K * e, e
-        shared = len(tgt) < SMALL
-        total += bits - ((48 if shared else 24) if e.any() else 8)  # nibbles counted above; shared params below
-        if estimate:
-            continue
-        nibbles.append(flags | (_ZERO_NIBBLE if not e.any() else 0))
-        if not e.any():
-            continue
-        c = _context(q, m, nb, K)
-        if shared:
-            small.append((len(symbols), e, c))
-            symbols.append(None)
-            continue
-        params += bytes((sh, q8(a), q8(b)))
-        symbols.append((e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh))
-    if small:  # one shift and scale for all the small passes
-        e, c = np.concatenate([s[1] for s in small]), np.concatenate([s[2] for s in small])
-        sh = _shift(e)
-        a, b, _ = _fit(e, c, sh)
-        params += bytes((sh, q8(a), q8(b)))
-        total += 24
-        for k, e, c in small:
-            symbols[k] = (e >> sh, table_index(a, b, c, sh), e - ((e >> sh) << sh), sh)
+    t, base = np.ascontiguousarray(t, dtype=np.float64).ravel(), np.ascontiguousarray(base, dtype=np.int64).ravel()
+    tgt, nb, starts = flat_plan(h, w, periodic)
+    m, q, c, flags, kind, params, total = kernels.encode_passes(
+        t, base, K, tgt, nb, starts, bool(base.any()), _STEP_SHARE, SMALL, FIT_SAMPLE, _MULTIPLIERS,
+        SCALES, _LOG0, _PER_LOG, laplace_bits(), HIGH_BITS)
     if estimate:
         return total
+    nibbles = [int(f) | (_ZERO_NIBBLE if k == 0 else 0) for f, k in zip(flags, kind)]
     nibbles += [0] * (len(nibbles) % 2)
-    header = bytes(lo | hi << 4 for lo, hi in zip(nibbles[::2], nibbles[1::2])) + bytes(params)
+    shared = params[-1] if (kind == 2).any() else None
+    header = bytes(lo | hi << 4 for lo, hi in zip(nibbles[::2], nibbles[1::2])) + bytes(
+        params[np.flatnonzero(kind == 1)].astype(np.uint8).tobytes()) + (bytes(shared.astype(np.uint8)) if shared is not None else b"")
+    symbols = []
+    for k in np.flatnonzero(kind):
+        sh, a, b = (int(v) for v in (params[k] if kind[k] == 1 else shared))
+        e, ctx = q[tgt[starts[k]:starts[k + 1]]], c[starts[k]:starts[k + 1]]
+        symbols.append((e >> sh, _table_index(dq8(a), dq8(b), ctx, sh), e - ((e >> sh) << sh), sh))
     return header, m.reshape(h, w), symbols
+
+
+@functools.lru_cache(maxsize=32)
+def flat_plan(h: int, w: int, periodic: bool = True):
+    """:func:`plan` as three arrays for the compiled encoder: every pass's targets and
+    neighbours, concatenated, and where each pass starts (one more at the end)."""
+    passes = plan(h, w, periodic)
+    starts = np.cumsum([0] + [len(t) for t, _ in passes])
+    return (np.concatenate([t for t, _ in passes]), np.ascontiguousarray(np.concatenate([n for _, n in passes])),
+            starts.astype(np.int64))
 
 
 def push(coder, symbols) -> None:
@@ -282,12 +241,12 @@ def decode_field(data: bytes, base: np.ndarray, K: int, periodic: bool = True, c
     tc = laplace_coder()
     try:
         for (tgt, nb), (flags, par) in zip(passes, heads):
-            p = _prediction(m, base, tgt, nb, flags)
+            p = kernels.predict(m, base, tgt, nb, flags & 3, bool(flags & _BASE))
             if par is None:
                 e = np.zeros(len(tgt), np.int64)
             else:
                 sh, a, b = par
-                table = table_index(a, b, _context(q, m, nb, K), sh)
+                table = _table_index(a, b, kernels.context(q, m, nb, K, _STEP_SHARE), sh)
                 e = (tc.decode(coder, table) << sh) + pop_raw(coder, len(tgt), sh)
             m[tgt], q[tgt] = p + K * e, e
     except ValueError:
