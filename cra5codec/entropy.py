@@ -90,13 +90,16 @@ class TableCoder:
     # the symbols and then the escape excesses; the encoder pushes all of it reversed.
     def encode(self, coder, values: np.ndarray, table: np.ndarray) -> None:
         """Push integer ``values`` (flat), each coded under table ``table[i]``."""
-        for k, v in reversed(list(_groups(values, table))):
-            R = self.ranges[k]
-            sym = np.clip(v, -R, R)
-            excess = np.abs(v[np.abs(v) >= R]) - R
-            for e in excess[::-1]:
-                self._push_excess(coder, int(e))
-            coder.encode_reverse((sym + R).astype(np.int32), self.models[k])
+        order, ks, starts = _group_order(table)
+        v = values[order]
+        R = self.ranges[table[order]]
+        sym = (np.clip(v, -R, R) + R).astype(np.int32)
+        escapes = np.flatnonzero(np.abs(v) >= R)  # rare: one check for all the groups
+        ends = np.append(starts[1:], len(v))
+        for k, a, b in zip(ks[::-1], starts[::-1], ends[::-1]):
+            for i in escapes[(escapes >= a) & (escapes < b)][::-1] if escapes.size else ():
+                self._push_excess(coder, int(abs(v[i]) - R[i]))
+            coder.encode_reverse(sym[a:b], self.models[k])
 
     def decode(self, coder, table: np.ndarray) -> np.ndarray:
         """Pop values for a flat ``table`` of table indices (inverse of :meth:`encode`)."""

@@ -208,11 +208,12 @@ def fit(e, c, sh, mults, fit_sample, scales, log0, per_log, bits):
 
 @njit(cache=True, nogil=True)
 def encode_passes(t, base, K, tgt_all, nb_all, starts, has_base, share, small, fit_sample,
-                  mults, scales, log0, per_log, bits, high_bits):
+                  mults, scales, log0, per_log, bits, high_bits, rank_bits):
     """:func:`cra5codec.residual.encode_field`'s search and quantisation, every pass.
 
     Per pass, the predictions (none, linear, cubic; of the values, or of their
-    differences from ``base`` where ``has_base``) are ranked by sum log2(1 + |e|) on an
+    differences from ``base`` where ``has_base``) are ranked by sum log2(1 + |e|)
+    (``rank_bits``, capped) on an
     even sample of the pass (a fit of the scale parameters for each ranked them as well,
     0.7 % smaller at most on the layouts of ``benchmarks/layouts.py``, at 1.4x the
     time), the best one codes the pass, and a large non-zero pass gets its own scale parameters; the small
@@ -244,7 +245,7 @@ def encode_passes(t, base, K, tgt_all, nb_all, starts, has_base, share, small, f
                 e = errors(t, base, m, tgt, nb, rows, mode, use_base, K)
                 b = 0.0
                 for v in e:
-                    b += math.log2(1.0 + abs(v))
+                    b += rank_bits[min(abs(v), rank_bits.size - 1)]
                 if b < best_bits:
                     best, best_bits = cand, b
         mode, use_base = best % n_modes, best >= n_modes

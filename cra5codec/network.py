@@ -43,6 +43,49 @@ def posterior_means(rt, flat: np.ndarray, index, infos) -> np.ndarray:
         for s in range(0, len(index), n)])
 
 
+class Latents:
+    """The network's view of one chunk's fields, each thing computed once however many
+    paths and attempts ask: posterior means by field index, then per (field, level) the
+    quantised latents as the decoder will see them and the float32 reconstruction
+    (normalised, padded). Fields are computed a level at a time, in batches."""
+
+    def __init__(self, rt, means: dict):
+        self.rt, self.means = rt, dict(means)
+        self._latents, self._fields = {}, {}
+
+    def quantised(self, fields, levels):
+        """(y symbols, mu, y table indices, z symbols) of ``fields`` at ``levels``, stacked."""
+        self._fill(self._latents, fields, levels, lambda idx, q: zip(*quantise_latents(
+            self.rt, np.stack([self.means[i] for i in idx]), np.full(len(idx), q))))
+        got = [self._latents[i, int(q)] for i, q in zip(fields, levels)]
+        return tuple(np.stack(part) for part in zip(*got))
+
+    def bits(self, fields, levels) -> np.ndarray:
+        """Estimated code length of each field's latents at its level."""
+        y_sym, _, table, z = self.quantised(fields, levels)
+        return self.rt.latent_bits(y_sym, table, z)
+
+    def reconstruction(self, fields, levels) -> np.ndarray:
+        """The float32 synthesis of ``fields`` at ``levels`` (normalised, padded)."""
+        def synthesise(idx, q):
+            y_sym, mu, _, _ = self.quantised(idx, [q] * len(idx))
+            n = latent_batch(self.rt, mu.shape)
+            return np.concatenate([self.rt.synthesise(y_sym[s:s + n] + mu[s:s + n], q)
+                                   for s in range(0, len(idx), n)])
+        self._fill(self._fields, fields, levels, synthesise)
+        return np.stack([self._fields[i, int(q)] for i, q in zip(fields, levels)])
+
+    @staticmethod
+    def _fill(store, fields, levels, compute) -> None:
+        missing: dict = {}
+        for i, q in zip(fields, levels):
+            if (i, int(q)) not in store:
+                missing.setdefault(int(q), []).append(i)
+        for q, idx in missing.items():
+            for i, value in zip(idx, compute(idx, q)):
+                store[i, q] = value
+
+
 def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Quantise and entropy-code the latents of the chunk's latent fields (posterior
     ``mean``, one level each) into ``chunk``; returns the decoder's y_hat (float64)."""

@@ -15,7 +15,7 @@ from . import bitstream, bounded, entropy, sections, weights
 from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, padded_size  # noqa: F401
 from .fields import check_input, describe, field_targets  # noqa: F401
 from .mode import DEFAULT_QUALITY, LEVELS, Mode
-from .network import (BATCH, BATCH_VALUES, batch_size, channel_table, code_latents, hyper,  # noqa: F401
+from .network import (BATCH, BATCH_VALUES, Latents, batch_size, channel_table, code_latents, hyper,  # noqa: F401
                       pad_field, posterior_means, quantise_latents, reconstruct, runtime)
 
 
@@ -62,8 +62,16 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
         targets = LEVELS[quality - 1] * np.array([infos[i].std for i in coded])
     else:
         targets = field_targets(target_rmse, arr.shape)[coded]
+    std = np.array([infos[i].std for i in coded])
+    # where the network cannot meet a target alone (below its reach), nor predict a
+    # bounded field well enough to pay (bounded.NETWORK_BOUND), it does not run at all
+    search = np.flatnonzero(targets >= REACH_MARGIN * weights.reach(model) * std)
+    if not search.size and not (RESIDUAL_BOUND * targets >= bounded.NETWORK_BOUND * std).any():
+        return _cheapest(chunk, flat, coded, None, np.zeros(len(coded), int), targets,
+                         np.full(len(coded), np.inf), model)
     rt = runtime(model)
     mean = posterior_means(rt, flat, coded, infos)
+    latents = Latents(rt, dict(zip(coded.tolist(), mean)))
     if network_level is not None:
         if not 1 <= network_level <= rt.qualities:
             raise ValueError(f"network_level must be in 1..{rt.qualities} for model {model!r}, not {network_level}")
@@ -73,14 +81,15 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
         code_latents(rt, chunk, mean, levels)
         return bitstream.pack(chunk)
-    levels, reached = _cheapest_levels(rt, mean, [flat[i] for i in coded], [infos[i] for i in coded], targets)
+    levels, reached = np.full(len(coded), rt.qualities), np.full(len(coded), np.inf)
+    if search.size:
+        levels[search], reached[search] = _cheapest_levels(latents, coded[search], flat, infos, targets[search])
     met = reached <= targets
     bits = np.full(len(coded), np.inf)
     if met.any():  # what the network alone costs where it meets the target
-        y_sym, _, y_table, z_sym = quantise_latents(rt, mean[met], levels[met])
-        bits[met] = rt.latent_bits(y_sym, y_table, z_sym)
+        bits[met] = latents.bits(coded[met], levels[met])
     original = [dataclasses.replace(f) for f in chunk.fields]
-    packed = _cheapest(chunk, flat, coded, mean, levels, targets, bits, model)
+    packed = _cheapest(chunk, flat, coded, latents, levels, targets, bits, model)
     if met.all():  # the choice above rests on estimates: never worse than the network alone
         chunk.fields, chunk.residual, chunk.exact = original, b"", b""
         for i, q in zip(coded, levels):
@@ -92,6 +101,10 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     return packed
 
 
+#: the network alone is searched for a field only where its target is at least this
+#: share of the network's reach (:func:`cra5codec.weights.reach`)
+REACH_MARGIN = 0.75
+
 #: a field coded as a residual is first coded within the bound RESIDUAL_BOUND * its
 #: target RMSE r: the residual's RMSE is then at most about r (its errors spread at
 #: most uniformly over the bound, whose RMSE is bound / sqrt(3)), and often less, so the
@@ -99,7 +112,7 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
 RESIDUAL_BOUND = 0.95 * 3 ** 0.5
 
 
-def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
+def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> bytes:
     """The packed chunk with each field of ``coded`` coded by the cheaper of: the network
     alone at ``levels`` (where ``bits`` is finite: it meets the target there), and a
     bounded field (the network's or the neighbours' prediction plus a coded residual,
@@ -107,18 +120,17 @@ def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
     original = [dataclasses.replace(f) for f in chunk.fields]
     bounds = np.full(len(flat), np.nan)
     bounds[coded] = RESIDUAL_BOUND * targets
-    alone = {int(i): (int(q), b, m) for i, q, b, m in zip(coded, levels, bits, mean) if np.isfinite(b)}
+    alone = {int(i): (int(q), b, latents.means[i]) for i, q, b in zip(coded, levels, bits) if np.isfinite(b)}
     best = packed = None
     for attempt in range(3):
         chunk.fields = [dataclasses.replace(f) for f in original]
         chunk.model_id, chunk.weights_tag = 0, bytes(4)
-        bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone,
-                            posteriors=dict(zip(coded.tolist(), mean)))
+        got = bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone, latents=latents)
         packed = bitstream.pack(chunk)
         index = np.array([i for i in coded if chunk.fields[i].kind == BOUNDED], dtype=int)
         if not index.size:
             return packed
-        decoded = decode(packed).reshape(flat.shape)[index]
+        decoded = np.stack([got[i] for i in index])
         want = targets[np.searchsorted(coded, index)]
         with np.errstate(invalid="ignore"):
             rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
@@ -137,30 +149,31 @@ def _cheapest(chunk, flat, coded, mean, levels, targets, bits, model) -> bytes:
     return best if best is not None else packed
 
 
-def _rmse_at(rt, mean, fields, infos, levels) -> np.ndarray:
-    """The RMSE each field would be decoded with at ``levels`` (one per field)."""
-    y_sym, mu, _, _ = quantise_latents(rt, mean, levels)
-    x_hat = reconstruct(rt, y_sym + mu, levels, infos, fields[0].shape)
-    return np.array([np.sqrt(np.nanmean((xh - x) ** 2)) for xh, x in zip(x_hat, fields)])
+def _rmse_at(latents, index, flat, infos, levels) -> np.ndarray:
+    """The RMSE each field ``flat[i]`` of ``index`` would be decoded with by the
+    network alone at ``levels`` (one per field)."""
+    h, w = flat.shape[1:]
+    x_hat = latents.reconstruction(index, levels)[:, :h, :w].astype(np.float64)
+    return np.array([np.sqrt(np.nanmean((xh * infos[i].std + infos[i].mean - flat[i]) ** 2))
+                     for xh, i in zip(x_hat, index)])
 
 
-def _cheapest_levels(rt, mean, fields, infos, targets) -> tuple[np.ndarray, np.ndarray]:
-    """Per field, the lowest level whose reconstruction RMSE <= target (or the highest,
-    where none does), and the RMSE it gives: a bisection over levels (rate falls and
-    error rises as the level drops), all fields at once."""
-    lo, hi = np.ones(len(fields), int), np.full(len(fields), rt.qualities)
-    best = np.full(len(fields), np.nan)  # the RMSE at hi, once measured
+def _cheapest_levels(latents, coded, flat, infos, targets) -> tuple[np.ndarray, np.ndarray]:
+    """Per field of ``coded``, the lowest level whose reconstruction RMSE <= target (or
+    the highest, where none does), and the RMSE it gives: the highest level first (a
+    field that misses there needs no more), then a bisection over the levels below
+    (rate falls and error rises as the level drops), all fields at once."""
+    top = latents.rt.qualities
+    lo, hi = np.ones(len(coded), int), np.full(len(coded), top)
+    best = _rmse_at(latents, coded, flat, infos, hi)
+    lo[best > targets] = top
     while (open_ := lo < hi).any():
         mid = (lo + hi) // 2
         idx = np.flatnonzero(open_)
-        r = _rmse_at(rt, mean[idx], [fields[i] for i in idx], [infos[i] for i in idx], mid[idx])
+        r = _rmse_at(latents, coded[idx], flat, infos, mid[idx])
         ok = r <= targets[idx]
         hi[idx[ok]], best[idx[ok]] = mid[idx[ok]], r[ok]
         lo[idx[~ok]] = mid[idx[~ok]] + 1
-    unknown = np.flatnonzero(np.isnan(best))  # only fields that failed every level tried
-    if unknown.size:
-        best[unknown] = _rmse_at(rt, mean[unknown], [fields[i] for i in unknown],
-                                 [infos[i] for i in unknown], hi[unknown])
     return hi, best
 
 

@@ -61,7 +61,16 @@ def fit(x: np.ndarray, f: Field, refs: list[np.ndarray], infos: list[Field]) -> 
     ok = np.isfinite(x).ravel()
     A = np.stack([(r.astype(np.float64).ravel() - g.mean)[ok] for r, g in zip(refs, infos)], axis=1)
     A[~np.isfinite(A)] = 0.0
-    w, *_ = np.linalg.lstsq(A, x.astype(np.float64).ravel()[ok] - f.mean, rcond=None)
+    y = x.astype(np.float64).ravel()[ok] - f.mean
+    # the normal equations (one or two unknowns): 10x faster than an SVD, and where they
+    # are singular (a constant reference) the SVD's minimum-norm answer
+    G, r = A.T @ A, A.T @ y
+    try:
+        w = np.linalg.solve(G, r) if np.linalg.cond(G) < 1e12 else None
+    except np.linalg.LinAlgError:
+        w = None
+    if w is None:
+        w, *_ = np.linalg.lstsq(A, y, rcond=None)
     return [float(np.float32(v)) if np.isfinite(np.float32(v)) else 0.0 for v in w]
 
 

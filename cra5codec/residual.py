@@ -40,6 +40,7 @@ shift, ``a``, ``b``, then the field's own ANS words; per-field headers and strea
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import struct
@@ -54,6 +55,10 @@ _BASE, _ZERO = 0x04, 0x80
 _ZERO_NIBBLE = 0x08  # the compact layout's "every error of the pass is zero"
 #: multipliers tried when fitting a pass's scale (the code length is flat near the best)
 _MULTIPLIERS = np.exp(np.linspace(math.log(0.35), math.log(3.0), 10))
+#: log2(1 + |e|), by which a pass's predictions are ranked (|e| capped at 2**HIGH_BITS)
+_RANK_BITS = np.log2(1.0 + np.arange(2 ** HIGH_BITS + 1))
+#: an estimate's coarser search (it only compares paths: within ~1 % of the coded size)
+_ESTIMATE_MULTIPLIERS = _MULTIPLIERS[1::3]
 #: weight of the neighbours' step in the context (measured: +0.5-3 % smaller output)
 _STEP_SHARE = 0.3
 #: passes of fewer points share their coding parameters in the compact layout
@@ -174,7 +179,7 @@ def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
         Sub-units per quantisation step: reconstructions are ``m = p + K * q`` for
         predictions ``p`` and symbols ``q``, so ``|t - m| <= K / 2``.
     estimate : bool
-        Return only the estimated code length in bits, without coding.
+        Return only the estimated code length in bits (a coarser search), without coding.
 
     Returns
     -------
@@ -182,25 +187,52 @@ def encode_field(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True,
     units) and its symbols for :func:`push` (one ANS stream holds every field of a
     chunk), or the estimated bits if ``estimate``.
     """
+    code = quantise(t, base, K, periodic, estimate)
+    return code.bits if estimate else (code.header(), code.m, code.symbols())
+
+
+@dataclasses.dataclass
+class FieldCode:
+    """A field quantised by :func:`quantise`: its reconstruction ``m`` (h, w), the
+    estimated code length ``bits``, and what :meth:`header` and :meth:`symbols` lay out."""
+
+    m: np.ndarray
+    bits: float
+    q: np.ndarray
+    context: np.ndarray
+    flags: np.ndarray
+    kind: np.ndarray  # per pass: 0 all zero, 1 own parameters, 2 shared
+    params: np.ndarray  # (shift, a, b) of each kind-1 pass, the shared ones last
+    plan: tuple
+
+    def header(self) -> bytes:
+        nibbles = [int(f) | (_ZERO_NIBBLE if k == 0 else 0) for f, k in zip(self.flags, self.kind)]
+        nibbles += [0] * (len(nibbles) % 2)
+        own = self.params[np.flatnonzero(self.kind == 1)]
+        shared = self.params[-1:] if (self.kind == 2).any() else self.params[:0]
+        return (bytes(lo | hi << 4 for lo, hi in zip(nibbles[::2], nibbles[1::2]))
+                + np.concatenate([own, shared]).astype(np.uint8).tobytes())
+
+    def symbols(self) -> list:
+        tgt, _, starts = self.plan
+        out = []
+        for k in np.flatnonzero(self.kind):
+            sh, a, b = (int(v) for v in self.params[k if self.kind[k] == 1 else -1])
+            e, ctx = self.q[tgt[starts[k]:starts[k + 1]]], self.context[starts[k]:starts[k + 1]]
+            out.append((e >> sh, _table_index(dq8(a), dq8(b), ctx, sh), e - ((e >> sh) << sh), sh))
+        return out
+
+
+def quantise(t: np.ndarray, base: np.ndarray, K: int, periodic: bool = True, estimate: bool = False) -> FieldCode:
+    """The search and quantisation of :func:`encode_field`, before any layout."""
     h, w = t.shape
     t, base = np.ascontiguousarray(t, dtype=np.float64).ravel(), np.ascontiguousarray(base, dtype=np.int64).ravel()
-    tgt, nb, starts = flat_plan(h, w, periodic)
+    plan_ = flat_plan(h, w, periodic)
     m, q, c, flags, kind, params, total = kernels.encode_passes(
-        t, base, K, tgt, nb, starts, bool(base.any()), _STEP_SHARE, SMALL, FIT_SAMPLE, _MULTIPLIERS,
-        SCALES, _LOG0, _PER_LOG, laplace_bits(), HIGH_BITS)
-    if estimate:
-        return total
-    nibbles = [int(f) | (_ZERO_NIBBLE if k == 0 else 0) for f, k in zip(flags, kind)]
-    nibbles += [0] * (len(nibbles) % 2)
-    shared = params[-1] if (kind == 2).any() else None
-    header = bytes(lo | hi << 4 for lo, hi in zip(nibbles[::2], nibbles[1::2])) + bytes(
-        params[np.flatnonzero(kind == 1)].astype(np.uint8).tobytes()) + (bytes(shared.astype(np.uint8)) if shared is not None else b"")
-    symbols = []
-    for k in np.flatnonzero(kind):
-        sh, a, b = (int(v) for v in (params[k] if kind[k] == 1 else shared))
-        e, ctx = q[tgt[starts[k]:starts[k + 1]]], c[starts[k]:starts[k + 1]]
-        symbols.append((e >> sh, _table_index(dq8(a), dq8(b), ctx, sh), e - ((e >> sh) << sh), sh))
-    return header, m.reshape(h, w), symbols
+        t, base, K, *plan_, bool(base.any()), _STEP_SHARE, SMALL, FIT_SAMPLE,
+        _ESTIMATE_MULTIPLIERS if estimate else _MULTIPLIERS,
+        SCALES, _LOG0, _PER_LOG, laplace_bits(), HIGH_BITS, _RANK_BITS)
+    return FieldCode(m.reshape(h, w), total, q, c, flags, kind, params, plan_)
 
 
 @functools.lru_cache(maxsize=32)

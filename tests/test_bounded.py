@@ -405,9 +405,10 @@ def test_a_lattice_field_the_network_codes_alone_loses_its_lattice_bit(data_dir)
     x = ds["Temperature_isobaric"].isel(time=0).values[:2].astype(np.float32)
     infos = [describe(f)[0] for f in x]
     chunk = Chunk(0, b"\0" * 4, x.dtype, x.shape, infos)
-    post = network.posterior_means(network.runtime(bounded.weights.DEFAULT_MODEL), x, [0, 1], infos)
+    rt = network.runtime(bounded.weights.DEFAULT_MODEL)
+    post = network.posterior_means(rt, x, [0, 1], infos)
     bounded.encode_into(chunk, x, [0, 1], np.full(2, 1e-3), alone={0: (1, 1.0, post[0])},
-                        posteriors={0: post[0], 1: post[1]})
+                        latents=network.Latents(rt, {0: post[0], 1: post[1]}))
     assert chunk.fields[0].kind == bitstream.CODED and not chunk.fields[0].lattice
     assert chunk.fields[1].lattice
     y = pipeline.decode(pack(chunk))

@@ -23,6 +23,10 @@ SHA256 = {
     "vaeformer-s2": "1ed0f16176eb6435c80f510b34161e46631e706b91dbd442c008a614fbf28fba",
     "vaeformer-s3": "354286911485f854ebdbc6d8d16714109c67feb7dc89fd18164dd296f6d01168",
 }
+#: the smallest RMSE / field std each model's network reaches alone (at its highest
+#: level) on the held-out sets of ``benchmarks/layouts.py`` and the 128 x 256 validation
+#: fields (``benchmarks/network_gates.py``): a target below it is not searched for
+REACH = {"vaeformer-s3": 0.0193}
 #: the model new chunks are written with; every model in MODELS stays to read old chunks
 DEFAULT_MODEL = "vaeformer-s3"
 #: training's default rate-distortion weight per quality level, in (bits per value) per
@@ -82,3 +86,9 @@ def network_levels(name: str = DEFAULT_MODEL) -> list[int]:
     """The network levels (gain pairs) of a shipped model, 1 = smallest output; the
     codec's quality levels are errors (:mod:`cra5codec.mode`), met with these."""
     return list(range(1, int(metadata(name)["model_config"]["qualities"]) + 1))
+
+
+def reach(name: str) -> float:
+    """The smallest RMSE / std the network ``name`` reaches alone (0: unmeasured, so
+    every target is searched)."""
+    return REACH.get(name, 0.0)
