@@ -96,15 +96,18 @@ def encode(arr, bound, relative: bool = False, quality: int | None = None,
 
 
 def encode_into(chunk, flat, index, requested, relative: bool = False, quality=None,
-                model: str = weights.DEFAULT_MODEL, alone=None, latents=None) -> dict:
+                model: str = weights.DEFAULT_MODEL, alone=None, latents=None, pack: bool = True,
+                references=None) -> Coded:
     """Code the fields ``index`` of ``chunk`` (described, of kind CODED) within their
     bounds ``requested[i]``, as bounded or exact fields.
 
     ``alone`` maps a field index to (level, estimated bits, posterior mean) where the
     network alone meets the field's error at that level: such a field stays a coded
     field where that is cheaper than every bounded path. ``latents``: the chunk's
-    :class:`network.Latents` where the caller has them. Returns the decoded values of
-    the bounded fields, by field index (the encoder knows them exactly)."""
+    :class:`network.Latents` where the caller has them. ``references`` maps field
+    indices to whether to predict them from their neighbours, decided before (else
+    each is tried both ways where no network runs). Returns the :class:`Coded` fields;
+    ``pack`` lays out ``chunk.residual`` from them already."""
     fields, absolute, exact, means = [], [], [], {}
     for i in index:
         f = chunk.fields[i]
@@ -123,16 +126,47 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
             f.kind, f.mean, f.unit, f.bound = BOUNDED, origin, u, 32 * u
             fields.append(i)
             absolute.append(b)
-    decoded = {}
+    coded = Coded({}, [], [], 0, [], [])
     if fields:
         alone = {i: (*v, means[i]) for i, v in (alone or {}).items()}
-        decoded = _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, alone, latents)
+        coded = _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, alone, latents,
+                                references or {})
+        if pack:
+            chunk.residual = coded.residual(chunk)
     if exact:
         chunk.exact = zlib.compress(b"".join(np.ascontiguousarray(flat[i]).tobytes() for i in exact), 6)
-    return decoded
+    return coded
 
 
-def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents) -> dict:
+@dataclasses.dataclass
+class Coded:
+    """A chunk's bounded fields quantised: their decoded values by field index (the
+    encoder knows them exactly), and what :meth:`residual` lays out -- the entropy
+    coding waits until the caller keeps this coding."""
+
+    decoded: dict
+    fields: list
+    headers: list
+    crc: int
+    exceptions: list  # (position in fields, flat point, original value)
+    codes: list  # residual.FieldCode of each field, in decoding order
+
+    def residual(self, chunk) -> bytes:
+        """The chunk's residual section (its header must be final: it is checked too)."""
+        records = _varint(len(self.exceptions)) + b"".join(
+            _varint(j) + _varint(k) + np.asarray(v, dtype=chunk.dtype).tobytes() for j, k, v in sorted(self.exceptions))
+        coder, symbols = entropy.new_encoder(), [s for code in self.codes for s in code.symbols()]
+        residual.push(coder, symbols)
+        words = coder.get_compressed().astype("<u4").tobytes() if symbols else b""
+        return (b"".join(_varint(len(d)) + d for d in self.headers) + _varint(len(words)) + words + records
+                + struct.pack("<I", zlib.crc32(records, self.crc) ^ chunk.header_check()))
+
+    def references(self, chunk) -> dict:
+        """Which fields are predicted from their neighbours."""
+        return {i: bool(chunk.fields[i].weights) for i in self.fields}
+
+
+def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents, references) -> Coded:
     infos = [chunk.fields[i] for i in fields]
     t = [(flat[i].astype(np.float64) - f.mean) / f.unit for i, f in zip(fields, infos)]
     levels, rt, cost = np.zeros(len(fields), int), None, None
@@ -195,15 +229,16 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents)
         y_net = y_hat[[row[fields[j]] for j in net]]
         for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):
             bases[j] = base
-    coded, symbols, crc, exceptions, decoded, code = [b""] * len(fields), [], 0, [], {}, None
+    coded, codes, crc, exceptions, decoded, code = [b""] * len(fields), [], 0, [], {}, None
     for i, before, after in order:
         j, f = at[i], chunk.fields[i]
-        refs = [r for r, w in ((before, f.before), (after, f.after)) if w is not None or (direct and r is not None)]
+        try_refs = references.get(i, True) if direct else False
+        refs = [r for r, w in ((before, f.before), (after, f.after)) if w is not None or (try_refs and r is not None)]
         if refs:  # fitted again on what the decoder will have: the neighbours' decoded values
             ref_infos = [chunk.fields[r] for r in refs]
             _set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
             predicted = prediction.base(f, [decoded[r] for r in refs], ref_infos)
-            if direct:
+            if direct and i not in references:
                 code = residual.quantise(t[j], predicted, steps(f))
                 without = residual.quantise(t[j], bases[j], steps(f))
                 if code.bits + 32 * len(refs) >= without.bits:  # the weights cost 32 bits each
@@ -211,28 +246,21 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents)
                     predicted, code = bases[j], without
             bases[j] = predicted
         code = code or residual.quantise(t[j], bases[j], steps(f))
-        coded[j], m, sym = code.header(), code.m, code.symbols()
+        coded[j], m = code.header(), code.m
+        codes.append(code)  # in decoding order: their symbols share one stream
         code = None
-        symbols += sym
         crc = zlib.crc32(m.tobytes(), crc)
         x = flat[i]
         decoded[i] = x_hat = (f.mean + f.unit * m).astype(x.dtype)
         with np.errstate(invalid="ignore"):
             bad = np.flatnonzero(np.abs(x_hat.astype(np.float64) - x.astype(np.float64)) > bounds[j])
         exceptions += [(j, int(k), x.flat[k]) for k in bad]
-    records = _varint(len(exceptions)) + b"".join(
-        _varint(j) + _varint(k) + np.asarray(v, dtype=flat.dtype).tobytes() for j, k, v in sorted(exceptions))
-    coder = entropy.new_encoder()
-    residual.push(coder, symbols)
-    words = coder.get_compressed().astype("<u4").tobytes() if symbols else b""
-    chunk.residual = (b"".join(_varint(len(d)) + d for d in coded) + _varint(len(words)) + words + records
-                      + struct.pack("<I", zlib.crc32(records, crc) ^ chunk.header_check()))
     out = dict(decoded)  # as the decoder leaves them: the exceptions set last
     for j, k, v in exceptions:
         if out[fields[j]] is decoded[fields[j]]:
             out[fields[j]] = decoded[fields[j]].copy()
         out[fields[j]].flat[k] = v
-    return out
+    return Coded(out, fields, coded, crc, exceptions, codes)
 
 
 def _choose_references(chunk, flat, fields, t, levels, cost) -> np.ndarray:
@@ -265,11 +293,18 @@ def steps(f) -> int:
     return 1 if f.lattice else K
 
 
+_LATTICE_SAMPLE = 2048
+
+
 def lattice(valid: np.ndarray, bound: float) -> tuple[float, float] | None:
     """(origin, step) of the lattice the values lie on, when its step is over twice
     ``bound``: values decoded from GRIB or packed integers (GFS temperature in steps of
     0.1 K) are then coded losslessly as lattice indices, which costs less than a step of
     2 x bound would; None otherwise."""
+    if valid.size > 2 * _LATTICE_SAMPLE:  # two values of a sample closer than 2 x bound: no lattice
+        gaps = np.diff(np.unique(valid[::valid.size // _LATTICE_SAMPLE]))
+        if gaps.size and gaps.min() <= 2 * bound:
+            return None
     u = np.unique(valid)
     if u.size < 2 or u.size > valid.size // 2 + 1:
         return None

@@ -121,32 +121,39 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
     bounds = np.full(len(flat), np.nan)
     bounds[coded] = RESIDUAL_BOUND * targets
     alone = {int(i): (int(q), b, latents.means[i]) for i, q, b in zip(coded, levels, bits) if np.isfinite(b)}
-    best = packed = None
+    best, hint = None, None
     for attempt in range(3):
         chunk.fields = [dataclasses.replace(f) for f in original]
         chunk.model_id, chunk.weights_tag = 0, bytes(4)
-        got = bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone, latents=latents)
-        packed = bitstream.pack(chunk)
+        # the entropy coding waits for the attempt that is kept; a widened attempt keeps
+        # the first one's choice of references
+        got = bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone, latents=latents,
+                                  pack=False, references=hint)
         index = np.array([i for i in coded if chunk.fields[i].kind == BOUNDED], dtype=int)
         if not index.size:
-            return packed
-        decoded = np.stack([got[i] for i in index])
+            return _packed(chunk, got)
+        decoded = np.stack([got.decoded[i] for i in index])
         want = targets[np.searchsorted(coded, index)]
         with np.errstate(invalid="ignore"):
             rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
         ok = rmse <= want
         if ok.all():
-            best = packed
             if attempt or (rmse >= 0.95 * want).all():  # widened once already, or it would save ~2 %
-                break
+                return _packed(chunk, got)
+            best, hint = (dataclasses.replace(chunk), got), got.references(chunk)
             bounds[index] *= np.clip(0.98 * want / np.maximum(rmse, 1e-300), 1.0, 1.8)
         elif best is not None:
-            break  # the widened bounds overshot: the chunk that met every target stands
+            return _packed(*best)  # the widened bounds overshot: the chunk that met every target stands
         elif attempt == 0:  # errors far from uniform (precipitation): narrow to what was measured
             bounds[index[~ok]] *= np.clip(0.98 * want[~ok] / rmse[~ok], 0.5, 1.0)
         else:  # a bound equal to the target RMSE meets it at every point
             bounds[index[~ok]] = np.minimum(bounds[index[~ok]], want[~ok])
-    return best if best is not None else packed
+    return _packed(chunk, got)
+
+
+def _packed(chunk, coded) -> bytes:
+    chunk.residual = coded.residual(chunk) if coded.fields else b""
+    return bitstream.pack(chunk)
 
 
 def _rmse_at(latents, index, flat, infos, levels) -> np.ndarray:
