@@ -15,7 +15,7 @@ def _train(args) -> int:
     cfg = TrainConfig(data=args.data, checkpoint=args.checkpoint, compact=args.compact, phase=args.phase, init=args.init,
                       steps=args.steps, batch=args.batch, crop=tuple(args.crop), lr=args.lr,
                       threads=args.threads, lambdas=tuple(args.lambdas), extra_data=tuple(args.extra_data),
-                      device=args.device, every=args.every, seed=args.seed,
+                      device=args.device, every=args.every, seed=args.seed, grids=args.grids,
                       model=json.loads(args.model) if args.model else {})
     path = train(cfg, progress=not args.quiet)
     print(f"checkpoint: {path}")
@@ -187,6 +187,9 @@ def main(argv=None) -> int:
     t.add_argument("--lambdas", type=float, nargs="+", default=DEFAULT_LAMBDAS, metavar="LAMBDA",
                    help="phases 2 and 3: one rate-distortion weight per quality level, smallest output first "
                         "(default: %(default)s)")
+    t.add_argument("--grids", choices=("all", "native"), default="all",
+                   help="all: every field on its own grid and the global ones also regridded to 128 x 256; "
+                        "native: only fields on their own grids (validation on ERA5's 1-degree grid)")
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--every", type=int, default=250, help="log/checkpoint interval in steps")

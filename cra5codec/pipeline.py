@@ -66,7 +66,8 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     # where the network cannot meet a target alone (below its reach), nor predict a
     # bounded field well enough to pay (bounded.NETWORK_BOUND), it does not run at all
     search = np.flatnonzero(targets >= REACH_MARGIN * weights.reach(model) * std)
-    if not search.size and not (RESIDUAL_BOUND * targets >= bounded.NETWORK_BOUND * std).any():
+    if network_level is None and not search.size and \
+            not (RESIDUAL_BOUND * targets >= bounded.NETWORK_BOUND * std).any():
         return _cheapest(chunk, flat, coded, None, np.zeros(len(coded), int), targets,
                          np.full(len(coded), np.inf), model)
     rt = runtime(model)

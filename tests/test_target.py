@@ -162,3 +162,25 @@ def test_zarr_array_with_target(tmp_path, era5_regridded, zarr_format):
     z[:] = x
     y = zarr.open_array(tmp_path / "a.zarr", mode="r")[:]
     assert (field_rmse(y, x) <= targets).all()
+
+
+def test_network_level_codes_with_the_network_at_any_quality(era5_regridded):
+    """network_level measures the network alone, whatever the quality level would skip."""
+    x = era5_regridded[0, :2]
+    b = pipeline.encode(x, 12, network_level=2)
+    assert [f.kind for f in unpack(b).fields] == [CODED, CODED]
+    assert all(f.quality == 2 for f in unpack(b).fields)
+
+
+def test_fine_levels_and_tight_bounds_never_run_the_network(era5_native, monkeypatch):
+    """Below the network's reach and its bounded gate, no network call is made."""
+    from cra5codec import network
+
+    def refuse(*a, **k):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(network, "posterior_means", refuse)
+    x = era5_native[:2]
+    for mode in ({"quality": 6}, {"quality": 12}, {"max_rel_error": 1e-3}):
+        y = CRA5Codec(**mode).decode(CRA5Codec(**mode).encode(x))
+        assert np.isfinite(y).all()

@@ -306,3 +306,19 @@ def test_training_corpus_leaves_out_the_held_out_layouts(data_dir):
     assert ("z@native", 5 * 4 * 2) in sizes  # EDA: 5 of 10 members x 4 times x 2 levels
     assert data.held_out_part("nmc_storm_199601_6h_u500.nc") == {"timestep": slice(40, 64)}
     assert data.held_out_part("ncep_r1_june_climo_17lev_t42.nc") is None
+
+
+def test_native_grids_only(runs, tmp_path):
+    """grids="native": crops only from fields on their own grids (no copy regridded to
+    128 x 256), validated on ERA5's 1-degree grid (padded as the codec pads, scored on
+    the grid's own points)."""
+    from cra5codec.train import loop
+
+    cfg = TrainConfig(data=str(runs["data_dir"]), phase=3, init=str(runs["dir"] / "p2.pt"), steps=1, batch=2,
+                      threads=1, every=1, checkpoint=str(tmp_path / "native.pt"), grids="native")
+    sampler = loop._sampler(cfg)
+    assert not any(a.shape[-2:] == (128, 256) for a in sampler.arrays)
+    assert any(a.shape[-2:] == (181, 360) for a in sampler.arrays)
+    s = load(train(cfg, progress=False))
+    val = s["log"][-1]["val"]
+    assert {"t2m/q1", "msl/q1"} <= set(val) and all(np.isfinite(v).all() for v in val.values())

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import TARGET_SHAPE, training_corpus, validation_fields
+from ..bitstream import padded_size
+from ..data import TARGET_SHAPE, data_variables, era5_week, training_corpus, validation_fields
+from ..network import pad_field
 from ..model.vaeformer import VAEformer
 from ..runtime import load_weights
 from ..weights import DEFAULT_LAMBDAS
@@ -53,6 +55,7 @@ class TrainConfig:
     every: int = 250                 # checkpoint / log interval (steps)
     seed: int = 0
     model: dict = dataclasses.field(default_factory=dict)
+    grids: str = "all"               # "native": only fields on their own grids, none regridded
 
 
 def _device(name: str) -> torch.device:
@@ -63,6 +66,9 @@ def _device(name: str) -> torch.device:
 
 def _sampler(cfg: TrainConfig) -> CropSampler:
     arrays, names = training_corpus(cfg.data, TARGET_SHAPE, cfg.extra_data)
+    if cfg.grids == "native":  # drop the copies regridded to TARGET_SHAPE
+        kept = [k for k, n in enumerate(names) if n.endswith(("@native", "@regional"))]
+        arrays, names = [arrays[k] for k in kept], [names[k] for k in kept]
     # the ERA5 week is what the codec is judged on: draw it half the time
     weights = [(4.0 if n.split("@")[0] in ("t2m", "u10", "v10", "msl", "tp") else 1.0)
                for n in names]
@@ -76,17 +82,19 @@ def validate(model: VAEformer, val: dict, device, phase: int, lambdas) -> dict:
     model.eval()
     out = {}
     for name, x in val.items():
+        h, w = x.shape[-2:]
         x = (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
+        x = pad_field(x, padded_size(h), padded_size(w)).astype(np.float32)  # native grids: as the codec pads
         xt = torch.from_numpy(x[:, None]).to(device)
         if phase == 1:
             mean, _ = model.posterior(xt)
-            out[name] = float((model.synthesise(mean) - xt).pow(2).mean())
+            out[name] = float((model.synthesise(mean) - xt)[..., :h, :w].pow(2).mean())
         else:
             for q in range(len(lambdas)):
                 qq = torch.full((len(x),), q, device=device)
                 x_hat, bits = model.forward_rate(xt, qq)
-                out[f"{name}/q{q + 1}"] = (float((x_hat - xt).pow(2).mean()),
-                                           float(bits.mean()) / x[0].size)
+                out[f"{name}/q{q + 1}"] = (float((x_hat - xt)[..., :h, :w].pow(2).mean()),
+                                           float(bits.mean()) / (h * w))
     model.train()
     return out
 
@@ -209,7 +217,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             restart = step
 
     sampler = _sampler(cfg)
-    val = validation_fields(cfg.data, TARGET_SHAPE)
+    if cfg.grids == "native":  # the ERA5 week's validation times on ERA5's own 1-degree grid
+        week = era5_week(cfg.data, "validation")
+        val = {v: week[v].values.astype(np.float32) for v in data_variables(week)}
+    else:
+        val = validation_fields(cfg.data, TARGET_SHAPE)
     lambdas = torch.tensor(cfg.lambdas, device=device)
     amp = device.type == "cuda"
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"phase {cfg.phase}")
