@@ -12,7 +12,8 @@ class CropSampler:
     Each crop is rolled by a random longitude (the globe has no preferred meridian),
     randomly flipped north-south, cut to ``crop`` (fields smaller than the crop are
     padded as the codec pads them), and normalised by its own mean and standard
-    deviation -- exactly what the codec does to each field it compresses.
+    deviation -- exactly what the codec does to each field it compresses, missing
+    values (NaN) included: they become the mean.
 
     ``weights`` gives each array's share of the draws. ``periodic`` (default: all)
     says which arrays circle the globe: only those are rolled in longitude; a regional
@@ -29,6 +30,18 @@ class CropSampler:
         self.rng = np.random.default_rng(seed)
 
     def field(self) -> np.ndarray:
+        while True:  # a field with no value at all (a missing time step) is drawn again
+            crop = self._draw()
+            valid = np.isfinite(crop)
+            if valid.any():
+                break
+        # normalised over its values; NaN points (missing data) become 0, the field's
+        # mean, exactly as the codec hands them to the network
+        std = crop[valid].std()
+        x = (crop - crop[valid].mean()) / (std if std > 0 else 1)
+        return np.where(valid, x, 0.0).astype(np.float32)
+
+    def _draw(self) -> np.ndarray:
         k = self.rng.choice(len(self.arrays), p=self.p)
         x = self.arrays[k][self.rng.integers(len(self.arrays[k]))]
         if self.periodic[k]:
@@ -40,9 +53,7 @@ class CropSampler:
             x = pad_field(x, max(h, x.shape[0]), max(w, x.shape[1]))
         i = self.rng.integers(x.shape[0] - h + 1)
         j = 0 if self.periodic[k] else self.rng.integers(x.shape[1] - w + 1)
-        x = x[i:i + h, j:j + w]
-        std = x.std()
-        return ((x - x.mean()) / (std if std > 0 else 1)).astype(np.float32)
+        return x[i:i + h, j:j + w]
 
     def batch(self, size: int) -> np.ndarray:
         return np.stack([self.field() for _ in range(size)])[:, None]
