@@ -96,8 +96,9 @@ class TableCoder:
         sym = (np.clip(v, -R, R) + R).astype(np.int32)
         escapes = np.flatnonzero(np.abs(v) >= R)  # rare: one check for all the groups
         ends = np.append(starts[1:], len(v))
-        for k, a, b in zip(ks[::-1], starts[::-1], ends[::-1]):
-            for i in escapes[(escapes >= a) & (escapes < b)][::-1] if escapes.size else ():
+        first, last = np.searchsorted(escapes, starts), np.searchsorted(escapes, ends)
+        for k, a, b, e0, e1 in zip(ks[::-1], starts[::-1], ends[::-1], first[::-1], last[::-1]):
+            for i in escapes[e0:e1][::-1]:
                 self._push_excess(coder, int(abs(v[i]) - R[i]))
             coder.encode_reverse(sym[a:b], self.models[k])
 
