@@ -44,8 +44,9 @@ def test_every_pass_reconstructs_as_the_decoder_does(state, era5_native, flags):
 def test_table_index_at_the_scales_themselves():
     v = np.concatenate([entropy.SCALES, np.nextafter(entropy.SCALES, 0), np.nextafter(entropy.SCALES, np.inf),
                         [0.0, 1e-300, 1e9, np.inf]])
-    np.testing.assert_array_equal(residual._table_index(0.0, 1.0, v, 0), residual.table_index(0.0, 1.0, v, 0))
-    np.testing.assert_array_equal(residual._table_index(v[5], 0.0, v, 0), residual.table_index(v[5], 0.0, v, 0))
+    with np.errstate(invalid="ignore"):  # 0 x inf: NaN, placed last by both
+        np.testing.assert_array_equal(residual._table_index(0.0, 1.0, v, 0), residual.table_index(0.0, 1.0, v, 0))
+        np.testing.assert_array_equal(residual._table_index(v[5], 0.0, v, 0), residual.table_index(v[5], 0.0, v, 0))
 
 
 def test_byte_parameters_as_python_rounds_them():
