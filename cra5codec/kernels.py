@@ -1,16 +1,17 @@
 """Compiled loops of the residual coder (numba), one pass of points at a time.
 
 :mod:`cra5codec.residual` writes each step of the coder as numpy array expressions;
-those are the reference, and the decoder runs them. Each function here computes the
-same integers and float64 numbers in one loop over the pass's points, without the
-temporaries (numpy spent ~150 ns a point on a 181 x 360 field; these ~10 ns), so the
-encoder's search over predictions and scale parameters is affordable. Integer
-arithmetic (floor division) and the float64 operations are the numpy expressions'
-own, in the same order, so the results are identical; ``tests/test_bounded.py``
-compares the two on real fields.
+those are the reference. Each function here computes the same integers and float64
+numbers in one loop over the pass's points, without the temporaries (numpy spent ~150
+ns a point on a 181 x 360 field; these ~10-40 ns), so the encoder's search over
+predictions and scale parameters is affordable, and the decoder's passes are quicker
+too. Integer arithmetic (floor division, as shifts) and the float64 operations are
+the numpy expressions' own, in the same order, so the results are identical;
+``tests/test_kernels.py`` compares the two on real fields.
 
-numba compiles each function on its first call in a process (about 2 s for all of
-them) and caches the machine code beside this file (or in ``NUMBA_CACHE_DIR``).
+numba compiles these functions on their first call on a machine (about 5 s for all of
+them) and caches the machine code beside this file (else in numba's user cache
+directory, or ``NUMBA_CACHE_DIR``); later processes load it in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -213,11 +214,11 @@ def encode_passes(t, base, K, tgt_all, nb_all, starts, has_base, share, small, f
 
     Per pass, the predictions (none, linear, cubic; of the values, or of their
     differences from ``base`` where ``has_base``) are ranked by sum log2(1 + |e|)
-    (``rank_bits``, capped) on an
-    even sample of the pass (a fit of the scale parameters for each ranked them as well,
-    0.7 % smaller at most on the layouts of ``benchmarks/layouts.py``, at 1.4x the
-    time), the best one codes the pass, and a large non-zero pass gets its own scale parameters; the small
-    non-zero passes share one set, fitted at the end. Returns ``(m, q, c, flags, kind,
+    (``rank_bits``, capped) on an even sample of the pass (a fit of the scale
+    parameters for each ranked them 0.7 % better at most on the layouts of
+    ``benchmarks/layouts.py``, at 1.4x the time); the best one codes the pass, and a
+    large non-zero pass gets its own scale parameters, while the small non-zero passes
+    share one set, fitted at the end. Returns ``(m, q, c, flags, kind,
     params, bits)``: reconstruction and symbols (flat), the context of every target
     (pass by pass), each pass's prediction flags and kind (0 zero, 1 own parameters,
     2 shared), the parameter bytes (shift, a, b) of each kind-1 pass and, last, the
