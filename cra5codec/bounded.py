@@ -207,7 +207,10 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
         order_ = np.argsort(index)  # the decoder reads latents in field order
         rt = rt or network.runtime(model)
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
-        y_hat = network.code_latents(rt, chunk, np.stack(means)[order_], np.array(qs)[order_])
+        if latents is not None:  # quantised once already, while the levels were chosen
+            y_hat = latents.code(chunk, [index[o] for o in order_], np.array(qs)[order_])
+        else:
+            y_hat = network.code_latents(rt, chunk, np.stack(means)[order_], np.array(qs)[order_])
         row = {index[o]: k for k, o in enumerate(order_)}
         y_net = y_hat[[row[fields[j]] for j in net]]
         for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):

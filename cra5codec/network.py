@@ -60,6 +60,11 @@ class Latents:
         got = [self._latents[i, int(q)] for i, q in zip(fields, levels)]
         return tuple(np.stack(part) for part in zip(*got))
 
+    def code(self, chunk, fields, levels) -> np.ndarray:
+        """:func:`code_latents` of ``fields`` (the chunk's latent fields, in field order)
+        at ``levels``, from the latents already quantised."""
+        return _code(self.rt, chunk, *self.quantised(fields, levels))
+
     def bits(self, fields, levels) -> np.ndarray:
         """Estimated code length of each field's latents at its level."""
         y_sym, _, table, z = self.quantised(fields, levels)
@@ -89,7 +94,11 @@ class Latents:
 def code_latents(rt, chunk: bitstream.Chunk, mean: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Quantise and entropy-code the latents of the chunk's latent fields (posterior
     ``mean``, one level each) into ``chunk``; returns the decoder's y_hat (float64)."""
-    y_sym, mu, y_table, z_sym = quantise_latents(rt, mean, levels)
+    return _code(rt, chunk, *quantise_latents(rt, mean, levels))
+
+
+def _code(rt, chunk, y_sym, mu, y_table, z_sym) -> np.ndarray:
+    """Entropy-code quantised latents into ``chunk``; returns the decoder's y_hat."""
     coder = entropy.new_encoder()
     rt.y_coder.encode(coder, y_sym.ravel(), y_table.ravel())
     rt.z_coder.encode(coder, z_sym.ravel(), channel_table(z_sym.shape))

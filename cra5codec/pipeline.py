@@ -96,7 +96,7 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
         for i, q in zip(coded, levels):
             chunk.fields[i].quality = int(q)
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
-        code_latents(rt, chunk, mean, levels)
+        latents.code(chunk, coded, levels)
         alone = bitstream.pack(chunk)
         packed = alone if len(alone) < len(packed) else packed
     return packed
