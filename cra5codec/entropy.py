@@ -144,12 +144,6 @@ def _group_order(table: np.ndarray):
     return order, sorted_[starts], starts
 
 
-def _groups(values: np.ndarray, table: np.ndarray):
-    """(table index, its values in their original order), by increasing table index."""
-    order, ks, starts = _group_order(table)
-    return zip(ks, np.split(values[order], starts[1:]))
-
-
 def new_encoder():
     return _cs().stream.stack.AnsCoder()
 
