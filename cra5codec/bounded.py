@@ -34,11 +34,11 @@ import zlib
 
 import numpy as np
 
-from . import bitstream, entropy, network, prediction, residual, sections, weights
+from . import bitstream, choice, entropy, network, prediction, residual, sections, weights
 from .fields import check_input, describe, field_targets
 from .bitstream import BOUNDED, CODED, EXACT, _Reader, _varint
 from .grid import lattice, steps, unit_for
-from .prediction import MAX_UNITS
+from .prediction import MAX_UNITS, set_weights
 
 #: by default the network predicts a bounded field only where its bound is at least this
 #: share of the field's standard deviation: on every held-out set of
@@ -80,7 +80,7 @@ def encode(arr, bound, relative: bool = False, quality: int | None = None,
 
 def encode_into(chunk, flat, index, requested, relative: bool = False, quality=None,
                 model: str = weights.DEFAULT_MODEL, alone=None, latents=None, pack: bool = True,
-                references=None) -> Coded:
+                references=None, targets=None) -> Coded:
     """Code the fields ``index`` of ``chunk`` (described, of kind CODED) within their
     bounds ``requested[i]``, as bounded or exact fields.
 
@@ -89,36 +89,46 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
     field where that is cheaper than every bounded path. ``latents``: the chunk's
     :class:`network.Latents` where the caller has them. ``references`` maps field
     indices to whether to predict them from their neighbours, decided before (else
-    each is tried both ways where no network runs). Returns the :class:`Coded` fields;
-    ``pack`` lays out ``chunk.residual`` from them already."""
+    each is tried both ways where no network runs). ``targets`` maps field indices to
+    an RMSE: such a field's bound is a first guess, which the field's own coding moves
+    (once) where its RMSE misses the target or falls well short of it. Returns the
+    :class:`Coded` fields; ``pack`` lays out ``chunk.residual`` from them already."""
     fields, absolute, exact, means = [], [], [], {}
     for i in index:
         f = chunk.fields[i]
         means[i] = f.mean
         valid = flat[i][~np.isnan(flat[i])].astype(np.float64)
         b = requested[i] * (valid.max() - valid.min()) if relative else requested[i]
-        origin = float(np.float32(f.mean))  # as stored
-        u = unit_for(b, valid, origin, flat.dtype)
-        on = lattice(valid, b) if u is not None and chunk.version >= 5 else None
-        if on is not None:  # the step as unit, K = 1
-            (origin, u), f.lattice = on, True
-        if u is None:
-            f.kind = EXACT
-            exact.append(i)
-        else:
-            f.kind, f.mean, f.unit, f.bound = BOUNDED, origin, u, 32 * u
+        if _grid(f, valid, b, means[i], chunk):
             fields.append(i)
             absolute.append(b)
+        else:
+            f.kind = EXACT
+            exact.append(i)
     coded = Coded({}, [], [], 0, [], [])
     if fields:
         alone = {i: (*v, means[i]) for i, v in (alone or {}).items()}
         coded = _encode_bounded(chunk, flat, fields, np.array(absolute), quality, model, alone, latents,
-                                references or {})
+                                references or {}, {i: (targets[i], means[i]) for i in fields} if targets else {})
         if pack:
             chunk.residual = coded.residual(chunk)
     if exact:
         chunk.exact = zlib.compress(b"".join(np.ascontiguousarray(flat[i]).tobytes() for i in exact), 6)
     return coded
+
+
+def _grid(f, valid, b, mean, chunk) -> bool:
+    """Put bounded field ``f`` (values ``valid``, mean ``mean``) on the grid of the
+    absolute bound ``b``; False where ``b`` is too fine for the data (stored exactly)."""
+    origin = float(np.float32(mean))  # as stored
+    u = unit_for(b, valid, origin, chunk.dtype)
+    on = lattice(valid, b) if u is not None and chunk.version >= 5 else None
+    if on is not None:  # the step as unit, K = 1
+        origin, u = on
+    if u is None:
+        return False
+    f.kind, f.mean, f.unit, f.bound, f.lattice = BOUNDED, origin, u, 32 * u, on is not None
+    return True
 
 
 @dataclasses.dataclass
@@ -133,6 +143,7 @@ class Coded:
     crc: int
     exceptions: list  # (position in fields, flat point, original value)
     codes: list  # residual.FieldCode of each field, in decoding order
+    bounds: dict = dataclasses.field(default_factory=dict)  # the absolute bound each field met
 
     def residual(self, chunk) -> bytes:
         """The chunk's residual section (its header must be final: it is checked too)."""
@@ -149,7 +160,7 @@ class Coded:
         return {i: bool(chunk.fields[i].weights) for i in self.fields}
 
 
-def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents, references) -> Coded:
+def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents, references, targets) -> Coded:
     infos = [chunk.fields[i] for i in fields]
     t = [(flat[i].astype(np.float64) - f.mean) / f.unit for i, f in zip(fields, infos)]
     levels, rt, cost = np.zeros(len(fields), int), None, None
@@ -168,13 +179,13 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
     # and without their prediction, and the smaller kept (below): no estimates needed
     direct = not alone and (quality == 0 or (quality is None and not tried))
     if not direct and (quality is None or quality == 0):
-        cost = np.array([_estimate(x, np.zeros(x.shape, np.int64), f) for x, f in zip(t, infos)])
+        cost = np.array([choice.estimate(x, np.zeros(x.shape, np.int64), f) for x, f in zip(t, infos)])
     if quality is None and tried:
-        sub, sub_cost = _best_levels(latents, [fields[j] for j in tried], [t[j] for j in tried],
+        sub, sub_cost = choice.best_levels(latents, [fields[j] for j in tried], [t[j] for j in tried],
                                      [infos[j] for j in tried], cost[tried])
         levels[tried], cost[tried] = sub, sub_cost
     if cost is not None:
-        effective = _choose_references(chunk, flat, fields, t, levels, cost)
+        effective = choice.choose_references(chunk, flat, fields, t, levels, cost)
         plain = [j for j, i in enumerate(fields) if i in alone and alone[i][1] < effective[j]]
         if plain:  # these the network codes alone, more cheaply...
             saved = ([dataclasses.replace(f) for f in chunk.fields], fields, t, bounds, levels.copy(), cost)
@@ -190,7 +201,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
             bounds, levels, cost = bounds[keep], levels[keep], cost[keep]
             for f in infos:
                 f.before = f.after = None
-            if alone_bits + _choose_references(chunk, flat, fields, t, levels, cost).sum() > effective.sum():
+            if alone_bits + choice.choose_references(chunk, flat, fields, t, levels, cost).sum() > effective.sum():
                 # ...unless their neighbours, no longer predicted from them, lose more
                 chunk.fields, fields, t, bounds, levels, cost = saved
                 infos = [chunk.fields[i] for i in fields]
@@ -216,22 +227,22 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
         for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):
             bases[j] = base
     coded, codes, crc, exceptions, decoded = [b""] * len(fields), [], 0, [], {}
+    spread = None  # RMSE / bound of the field before that had a target: the next starts from it
     for i, before, after in order:
-        j, f, code = at[i], chunk.fields[i], None
+        j, f = at[i], chunk.fields[i]
         try_refs = references.get(i, True) if direct else False
         refs = [r for r, w in ((before, f.before), (after, f.after)) if w is not None or (try_refs and r is not None)]
-        if refs:  # fitted again on what the decoder will have: the neighbours' decoded values
-            ref_infos = [chunk.fields[r] for r in refs]
-            _set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
-            predicted = prediction.base(f, [decoded[r] for r in refs], ref_infos)
-            if direct and i not in references:
-                code = residual.quantise(t[j], predicted, steps(f))
-                without = residual.quantise(t[j], bases[j], steps(f))
-                if code.bits + 32 * len(refs) >= without.bits:  # the weights cost 32 bits each
-                    f.before = f.after = None
-                    predicted, code = bases[j], without
-            bases[j] = predicted
-        code = code or residual.quantise(t[j], bases[j], steps(f))
+        retarget = i in targets and not levels[j]
+        if retarget and spread:
+            b = bounds[j] * float(np.clip(0.98 * targets[i][0] / spread / bounds[j], 0.5, 1.8))
+            if abs(b / bounds[j] - 1) > 0.01 and _grid(f, flat[i][~np.isnan(flat[i])].astype(np.float64), b,
+                                                      targets[i][1], chunk):
+                t[j], bounds[j] = (flat[i].astype(np.float64) - f.mean) / f.unit, b
+        code, bases[j] = _quantise(chunk, flat, i, refs, decoded, t[j], bases[j], direct and i not in references)
+        if retarget:
+            code, bases[j], t[j], bounds[j], r = _retarget(chunk, flat, i, *targets[i], code, bases[j], t[j],
+                                                           bounds[j], refs if f.weights else [], decoded)
+            spread = None if f.lattice else r / bounds[j]
         coded[j], m = code.header(), code.m
         codes.append(code)  # in decoding order: their symbols share one stream
         crc = zlib.crc32(m.tobytes(), crc)
@@ -245,42 +256,58 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
         if out[fields[j]] is decoded[fields[j]]:
             out[fields[j]] = decoded[fields[j]].copy()
         out[fields[j]].flat[k] = v
-    return Coded(out, fields, coded, crc, exceptions, codes)
+    return Coded(out, fields, coded, crc, exceptions, codes, dict(zip(fields, bounds)))
 
 
-def _choose_references(chunk, flat, fields, t, levels, cost) -> np.ndarray:
-    """Give each field the prediction from its neighbours (setting its weights, level 0)
-    where its estimated size beats ``cost`` (the network's or none); returns each
-    field's estimated size. Estimated on the neighbours' original values, which are
-    close to their decoded ones."""
-    effective, at = cost.copy(), {i: j for j, i in enumerate(fields)}
-    for i, *refs in prediction.bounded_order(chunk):
-        refs = [r for r in refs if r is not None]
-        if not refs:
-            continue
-        j, proxies, ref_infos = at[i], [flat[r] for r in refs], [chunk.fields[r] for r in refs]
-        f = chunk.fields[i]
-        _set_weights(f, refs, i, prediction.fit(flat[i], f, proxies, ref_infos))
-        bits = 32 * len(refs) + _estimate(t[j], prediction.base(f, proxies, ref_infos), f)
-        if bits < cost[j]:
-            levels[j], effective[j] = 0, bits
-        else:
+def _quantise(chunk, flat, i, refs, decoded, t, base, both: bool):
+    """Field ``i`` quantised, predicted from the decoded fields ``refs`` (its weights
+    fitted again on what the decoder will have) where there are any -- with ``both``,
+    only where that codes smaller than ``base`` -- else around ``base``: (code, the
+    base used)."""
+    f = chunk.fields[i]
+    if not refs:
+        return residual.quantise(t, base, steps(f)), base
+    ref_infos = [chunk.fields[r] for r in refs]
+    set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
+    predicted = prediction.base(f, [decoded[r] for r in refs], ref_infos)
+    code = residual.quantise(t, predicted, steps(f))
+    if both:
+        without = residual.quantise(t, base, steps(f))
+        if code.bits + 32 * len(refs) >= without.bits:  # the weights cost 32 bits each
             f.before = f.after = None
-    return effective
+            return without, base
+    return code, predicted
 
 
-def _estimate(t, base, f) -> float:
-    return residual.encode_field(t, base, steps(f), estimate=True)
+#: a field coded for a target RMSE is coded again, once, at a bound widened to meet
+#: the target more closely, where its RMSE falls below this share of the target
+WIDEN_BELOW = 0.95
 
 
-def _set_weights(f, refs, i, weights) -> None:
-    """Give ``f`` (field ``i``) the weights of its references ``refs`` (before / after)."""
-    f.before = f.after = None
-    for r, w in zip(refs, weights):
-        if r < i:
-            f.before = w
-        else:
-            f.after = w
+def _retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded):
+    """Field ``i`` (quantised as ``code`` around ``base``, grid values ``t``, bound
+    ``b``) coded again at the bound that meets the RMSE ``want`` more closely, where it
+    misses ``want`` or falls below :data:`WIDEN_BELOW` of it: (code, base, t, bound, RMSE),
+    the new ones where they meet the target (or come closer to it), else the old."""
+    f, x = chunk.fields[i], flat[i]
+    r = _rmse(f, code.m, x)
+    if WIDEN_BELOW * want <= r <= want:
+        return code, base, t, b, r
+    old = (f.mean, f.unit, f.bound, f.lattice, f.before, f.after)
+    b2 = b * float(np.clip(0.98 * want / max(r, 1e-300), 0.5, 1.8))
+    if _grid(f, x[~np.isnan(x)].astype(np.float64), b2, mean, chunk):
+        t2 = (x.astype(np.float64) - f.mean) / f.unit
+        code2, base2 = _quantise(chunk, flat, i, refs, decoded, t2, np.zeros(t.shape, np.int64), False)
+        r2 = _rmse(f, code2.m, x)
+        if r2 <= want if r <= want else r2 < r:
+            return code2, base2, t2, b2, r2
+    f.mean, f.unit, f.bound, f.lattice, f.before, f.after = old
+    return code, base, t, b, r
+
+
+def _rmse(f, m, x) -> float:
+    with np.errstate(invalid="ignore"):
+        return float(np.sqrt(np.nanmean(((f.mean + f.unit * m).astype(x.dtype).astype(np.float64) - x) ** 2)))
 
 
 def _bases(rt, y_hat, levels, infos, shape):
@@ -291,35 +318,6 @@ def _bases(rt, y_hat, levels, infos, shape):
         pred = rt.synthesise_exact(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
         for p, f in zip(pred, infos[s:s + n]):
             yield np.rint(np.clip(p * (f.std / f.unit), -MAX_UNITS, MAX_UNITS)).astype(np.int64)
-
-
-def _best_levels(latents, fields, t, infos, plain) -> tuple[np.ndarray, np.ndarray]:
-    """Per field (of ``fields``, with grid values ``t`` and estimated size ``plain``
-    without the network), the level (0 = no network) with the smallest estimated size,
-    and that size in bits: levels are tried upwards while they keep getting cheaper
-    (size is unimodal in level)."""
-    n, (h, w) = len(t), t[0].shape
-    best = np.array(plain, dtype=float)
-    level, last = np.zeros(n, int), best.copy()
-    active = np.arange(n)
-    for q in range(1, latents.rt.qualities + 1):
-        if not active.size:
-            break
-        idx = [fields[j] for j in active]
-        bits = latents.bits(idx, [q] * len(idx))
-        pred = latents.reconstruction(idx, [q] * len(idx))  # float32: close enough for an estimate
-        keep = []
-        for a, j in enumerate(active):
-            f = infos[j]
-            base = np.rint(np.clip(pred[a, :h, :w].astype(np.float64) * (f.std / f.unit), -MAX_UNITS, MAX_UNITS))
-            cost = bits[a] + _estimate(t[j], base.astype(np.int64), f)
-            if cost < best[j]:
-                best[j], level[j] = cost, q
-            if cost < last[j]:
-                keep.append(j)
-            last[j] = cost
-        active = np.array(keep, dtype=int)
-    return level, best
 
 
 def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -> None:

@@ -106,11 +106,12 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
 #: share of the network's reach (:func:`cra5codec.weights.reach`)
 REACH_MARGIN = 0.75
 
-#: a field coded as a residual is first coded within the bound RESIDUAL_BOUND * its
-#: target RMSE r: the residual's RMSE is then at most about r (its errors spread at
-#: most uniformly over the bound, whose RMSE is bound / sqrt(3)), and often less, so the
-#: bound is widened once to the measured ratio where that stays within r
-RESIDUAL_BOUND = 0.95 * 3 ** 0.5
+#: the first field of a chunk coded as a residual is coded within the bound
+#: RESIDUAL_BOUND * its target RMSE r: its RMSE is then about 0.975 r where its errors
+#: spread uniformly over the bound (RMSE bound / sqrt(3)), less where they do not; each
+#: later field starts from the bound the one before needed, and a field that misses r or
+#: falls below bounded.WIDEN_BELOW * r is coded once more (bounded._retarget)
+RESIDUAL_BOUND = 0.975 * 3 ** 0.5
 
 
 def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> bytes:
@@ -126,28 +127,32 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
     for attempt in range(3):
         chunk.fields = [dataclasses.replace(f) for f in original]
         chunk.model_id, chunk.weights_tag = 0, bytes(4)
-        # the entropy coding waits for the attempt that is kept; a widened attempt keeps
-        # the first one's choice of references
+        # the entropy coding waits for the attempt that is kept; a field the network does
+        # not predict moves its own bound to its target (bounded._retarget); a widened
+        # attempt keeps the first one's choice of references
         got = bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone, latents=latents,
-                                  pack=False, references=hint)
+                                  pack=False, references=hint,
+                                  targets=dict(zip(coded, targets)) if attempt < 2 else None)
         index = np.array([i for i in coded if chunk.fields[i].kind == BOUNDED], dtype=int)
         if not index.size:
             return _packed(chunk, got)
+        bounds[index] = [got.bounds[i] for i in index]
         decoded = np.stack([got.decoded[i] for i in index])
         want = targets[np.searchsorted(coded, index)]
         with np.errstate(invalid="ignore"):
             rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
         ok = rmse <= want
+        net = np.array([chunk.fields[i].quality > 0 for i in index])
         if ok.all():
-            if attempt or (rmse >= 0.95 * want).all():  # widened once already, or it would save ~2 %
+            if attempt or (rmse[net] >= 0.95 * want[net]).all():  # widened once already, or it would save ~2 %
                 return _packed(chunk, got)
             best, hint = (dataclasses.replace(chunk), got), got.references(chunk)
-            bounds[index] *= np.clip(0.98 * want / np.maximum(rmse, 1e-300), 1.0, 1.8)
+            bounds[index[net]] *= np.clip(0.98 * want[net] / np.maximum(rmse[net], 1e-300), 1.0, 1.8)
         elif best is not None:
             return _packed(*best)  # the widened bounds overshot: the chunk that met every target stands
         elif attempt == 0:  # errors far from uniform (precipitation): narrow to what was measured
             bounds[index[~ok]] *= np.clip(0.98 * want[~ok] / rmse[~ok], 0.5, 1.0)
-        else:  # a bound equal to the target RMSE meets it at every point
+        else:  # a bound equal to the target RMSE meets it at every point (left as it is)
             bounds[index[~ok]] = np.minimum(bounds[index[~ok]], want[~ok])
     return _packed(chunk, got)
 

@@ -74,6 +74,16 @@ def fit(x: np.ndarray, f: Field, refs: list[np.ndarray], infos: list[Field]) -> 
     return [float(np.float32(v)) if np.isfinite(np.float32(v)) else 0.0 for v in w]
 
 
+def set_weights(f, refs, i, weights) -> None:
+    """Give ``f`` (field ``i``) the weights of its references ``refs`` (before / after)."""
+    f.before = f.after = None
+    for r, w in zip(refs, weights):
+        if r < i:
+            f.before = w
+        else:
+            f.after = w
+
+
 def base(f: Field, refs: list[np.ndarray], infos: list[Field]) -> np.ndarray:
     """The prediction of field ``f`` from its references' decoded values, on its grid
     (int64)."""
