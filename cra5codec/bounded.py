@@ -228,6 +228,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
             bases[j] = base
     coded, codes, crc, exceptions, decoded = [b""] * len(fields), [], 0, [], {}
     spread = None  # RMSE / bound of the field before that had a target: the next starts from it
+    margin = None  # how much smaller the field before was for its neighbours' prediction
     for i, before, after in order:
         j, f = at[i], chunk.fields[i]
         try_refs = references.get(i, True) if direct else False
@@ -238,7 +239,10 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
             if abs(b / bounds[j] - 1) > 0.01 and _grid(f, flat[i][~np.isnan(flat[i])].astype(np.float64), b,
                                                       targets[i][1], chunk):
                 t[j], bounds[j] = (flat[i].astype(np.float64) - f.mean) / f.unit, b
-        code, bases[j] = _quantise(chunk, flat, i, refs, decoded, t[j], bases[j], direct and i not in references)
+        # once a field gained clearly from its neighbours, the next is not tried without them
+        both = direct and i not in references and not (margin and margin >= SURE)
+        code, bases[j], tried = _quantise(chunk, flat, i, refs, decoded, t[j], bases[j], both)
+        margin = tried or margin
         if retarget:
             code, bases[j], t[j], bounds[j], r = _retarget(chunk, flat, i, *targets[i], code, bases[j], t[j],
                                                            bounds[j], refs if f.weights else [], decoded)
@@ -263,21 +267,27 @@ def _quantise(chunk, flat, i, refs, decoded, t, base, both: bool):
     """Field ``i`` quantised, predicted from the decoded fields ``refs`` (its weights
     fitted again on what the decoder will have) where there are any -- with ``both``,
     only where that codes smaller than ``base`` -- else around ``base``: (code, the
-    base used)."""
+    base used, and with ``both`` the ratio of the sizes without and with them)."""
     f = chunk.fields[i]
     if not refs:
-        return residual.quantise(t, base, steps(f)), base
+        return residual.quantise(t, base, steps(f)), base, None
     ref_infos = [chunk.fields[r] for r in refs]
     set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
     predicted = prediction.base(f, [decoded[r] for r in refs], ref_infos)
     code = residual.quantise(t, predicted, steps(f))
     if both:
         without = residual.quantise(t, base, steps(f))
-        if code.bits + 32 * len(refs) >= without.bits:  # the weights cost 32 bits each
+        margin = without.bits / (code.bits + 32 * len(refs))  # the weights cost 32 bits each
+        if margin <= 1:
             f.before = f.after = None
-            return without, base
-    return code, predicted
+            return without, base, margin
+        return code, predicted, margin
+    return code, predicted, None
 
+
+#: a field is coded both with and without its neighbours' prediction unless the field
+#: coded before it was this much smaller with it (fields along one axis gain alike)
+SURE = 1.03
 
 #: a field coded for a target RMSE is coded again, once, at a bound widened to meet
 #: the target more closely, where its RMSE falls below this share of the target
@@ -297,7 +307,7 @@ def _retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded):
     b2 = b * float(np.clip(0.98 * want / max(r, 1e-300), 0.5, 1.8))
     if _grid(f, x[~np.isnan(x)].astype(np.float64), b2, mean, chunk):
         t2 = (x.astype(np.float64) - f.mean) / f.unit
-        code2, base2 = _quantise(chunk, flat, i, refs, decoded, t2, np.zeros(t.shape, np.int64), False)
+        code2, base2, _ = _quantise(chunk, flat, i, refs, decoded, t2, np.zeros(t.shape, np.int64), False)
         r2 = _rmse(f, code2.m, x)
         if r2 <= want if r <= want else r2 < r:
             return code2, base2, t2, b2, r2

@@ -85,6 +85,7 @@ class TableCoder:
                        for p, R in zip(pmfs, self.ranges)]
         self._nbytes = cs.stream.model.Uniform(5)
         self._byte = cs.stream.model.Uniform(256)
+        self._sized = cs.stream.model.Uniform()  # the size given per symbol: codes as the two above
 
     # Stack discipline: the decoder reads groups 0..K-1 in order, within a group first
     # the symbols and then the escape excesses; the encoder pushes all of it reversed.
@@ -95,11 +96,13 @@ class TableCoder:
         R = self.ranges[table[order]]
         sym = (np.clip(v, -R, R) + R).astype(np.int32)
         escapes = np.flatnonzero(np.abs(v) >= R)  # rare: one check for all the groups
+        if escapes.size:
+            digits, sizes, at = self._excesses(np.abs(v[escapes]) - R[escapes])
         ends = np.append(starts[1:], len(v))
         first, last = np.searchsorted(escapes, starts), np.searchsorted(escapes, ends)
         for k, a, b, e0, e1 in zip(ks[::-1], starts[::-1], ends[::-1], first[::-1], last[::-1]):
-            for i in escapes[e0:e1][::-1]:
-                self._push_excess(coder, int(abs(v[i]) - R[i]))
+            if e1 > e0:  # the group's excesses, in one call
+                coder.encode_reverse(digits[at[e0]:at[e1]], self._sized, sizes[at[e0]:at[e1]])
             coder.encode_reverse(sym[a:b], self.models[k])
 
     def decode(self, coder, table: np.ndarray) -> np.ndarray:
@@ -116,14 +119,22 @@ class TableCoder:
         out[order] = np.concatenate(parts) if parts else parts
         return out
 
-    def _push_excess(self, coder, e: int) -> None:
-        n = (e.bit_length() + 7) // 8
-        if n > 4:
-            raise ValueError(f"latent value beyond the coder's range (excess {e})")
-        digits = np.array([(e >> (8 * i)) & 255 for i in range(n)], dtype=np.int32)
-        if n:
-            coder.encode_reverse(digits, self._byte)
-        coder.encode_reverse(np.array([n], dtype=np.int32), self._nbytes)
+    @staticmethod
+    def _excesses(e: np.ndarray):
+        """Escape excesses ``e`` as the decoder pops them: per excess its byte count n
+        (of 0..4, under Uniform(5)), then its n bytes, least significant first (under
+        Uniform(256)); returns (symbols, alphabet sizes, where each excess starts)."""
+        if e.size and e.max() >= 1 << 32:
+            raise ValueError(f"latent value beyond the coder's range (excess {int(e.max())})")
+        n = sum((e >= 1 << (8 * i)).astype(np.int64) for i in range(4))
+        at = np.zeros(e.size + 1, np.int64)
+        np.cumsum(n + 1, out=at[1:])
+        digits, sizes = np.empty(at[-1], np.int32), np.full(at[-1], 256, np.int32)
+        digits[at[:-1]], sizes[at[:-1]] = n, 5
+        for i in range(4):
+            has = np.flatnonzero(n > i)
+            digits[at[has] + 1 + i] = (e[has] >> (8 * i)) & 255
+        return digits, sizes, at
 
     def _pop_excess(self, coder) -> int:
         n = int(coder.decode(self._nbytes, 1)[0])

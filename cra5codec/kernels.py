@@ -287,3 +287,44 @@ def table_index(a, b, c, sh, scales, log0, per_log):
     for i in range(c.size):
         out[i] = _index(a + b * (c[i] / div), scales, log0, per_log, scales.size - 1)
     return out
+
+
+# ------------------------------------------------------------- prediction from neighbours
+@njit(cache=True, nogil=True)
+def neighbour_sums(x, mean, r1, m1, r2, m2, k):
+    """``prediction.fit``'s normal equations for ``k`` (1 or 2) flat references: (A^T A,
+    A^T y) over the points where ``x`` is finite, a_j = r_j - m_j (0 where not
+    finite), y = x - mean."""
+    G, r = np.zeros((k, k)), np.zeros(k)
+    a = np.zeros(2)
+    for i in range(x.size):
+        xi = np.float64(x[i])
+        if not np.isfinite(xi):
+            continue
+        y = xi - mean
+        a[0] = np.float64(r1[i]) - m1
+        a[1] = np.float64(r2[i]) - m2 if k == 2 else 0.0
+        for j in range(k):
+            if not np.isfinite(a[j]):
+                a[j] = 0.0
+        for j in range(k):
+            r[j] += a[j] * y
+            for l in range(k):
+                G[j, l] += a[j] * a[l]
+    return G, r
+
+
+@njit(cache=True, nogil=True)
+def neighbour_base(r1, w1, m1, r2, w2, m2, k, unit, max_units):
+    """``prediction.base``: rint(clip(sum w_j (r_j - m_j) / unit)) as int64, NaN -> 0;
+    the float64 operations of the numpy expression, in its order."""
+    out = np.empty(r1.size, np.int64)
+    for i in range(r1.size):
+        p = 0.0 + w1 * (np.float64(r1[i]) - m1)
+        if k == 2:
+            p = p + w2 * (np.float64(r2[i]) - m2)
+        v = p / unit
+        if math.isnan(v):
+            v = 0.0
+        out[i] = _round(min(max(v, -max_units), max_units))
+    return out

@@ -78,6 +78,39 @@ def test_roundtrip_with_escapes(y_coder, y_tables):
     np.testing.assert_array_equal(out, values)
 
 
+def test_escapes_coded_as_formats_1_to_5_lay_them_out(y_coder, y_tables):
+    """The excesses of a group go in one call, yet the words are those of the layout
+    the decoder reads: per escape its byte count under Uniform(5), then its bytes under
+    Uniform(256), pushed one escape at a time (as every earlier release did)."""
+    import constriction
+
+    _, ranges = y_tables
+    rng = np.random.default_rng(4)
+    table = rng.integers(0, len(SCALE_TABLE), 400)
+    R = ranges[table]
+    far = np.sign(rng.standard_normal(400)).astype(np.int64) * (
+        R + rng.choice([0, 1, 255, 256, 65535, 65536, 2 ** 24, 2 ** 32 - 1], 400))
+    values = np.where(rng.random(400) < 0.3, far, rng.integers(-2, 3, 400))
+    enc = entropy.new_encoder()
+    y_coder.encode(enc, values, table)
+    ref = entropy.new_encoder()
+    order, ks, starts = entropy._group_order(table)
+    v, Rs = values[order], R[order]
+    ends = np.append(starts[1:], len(v))
+    for k, a, b in zip(ks[::-1], starts[::-1], ends[::-1]):
+        for i in np.arange(a, b)[::-1]:
+            if abs(v[i]) >= Rs[i]:
+                e = int(abs(v[i]) - Rs[i])
+                n = (e.bit_length() + 7) // 8
+                if n:
+                    ref.encode_reverse(np.array([(e >> (8 * j)) & 255 for j in range(n)], np.int32),
+                                       constriction.stream.model.Uniform(256))
+                ref.encode_reverse(np.array([n], np.int32), constriction.stream.model.Uniform(5))
+        sym = (np.clip(v[a:b], -Rs[a:b], Rs[a:b]) + Rs[a:b]).astype(np.int32)
+        ref.encode_reverse(sym, y_coder.models[k])
+    np.testing.assert_array_equal(enc.get_compressed(), ref.get_compressed())
+
+
 def test_z_style_tables_roundtrip():
     """The z coder: one learned table per channel, all of the same half width."""
     rng = np.random.default_rng(2)

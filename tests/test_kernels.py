@@ -67,3 +67,28 @@ def test_small_and_odd_grids_round_trip(shape):
     np.testing.assert_array_equal(got, m)
     ok = np.isfinite(t)
     assert (np.abs(m[ok] - t[ok]) <= 32).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_refs", [1, 2])
+def test_prediction_from_neighbours_as_numpy_computes_it(era5_native, dtype, n_refs):
+    """``prediction.base`` (compiled; the decoder runs it) gives the numpy expression's
+    integers bit for bit, NaN points and huge weights included; ``prediction.fit``'s
+    compiled normal equations give numpy's least-squares weights."""
+    from cra5codec import prediction
+    from cra5codec.bitstream import Field
+
+    x = era5_native[[1, 2, 3]].astype(dtype)  # u10, v10, msl: weights far from 1
+    x[1, :5, :7] = x[0, 10:12] = np.nan
+    infos = [Field(3, mean=float(np.nanmean(v)), unit=float(np.float32(1e-3 * np.nanstd(v)))) for v in x]
+    refs, ref_infos = [x[0], x[2]][:n_refs], [infos[0], infos[2]][:n_refs]
+    f = infos[1]
+    w = prediction.fit(x[1], f, refs, ref_infos)
+    ok = np.isfinite(x[1]).ravel()
+    A = np.stack([(r.astype(np.float64).ravel() - g.mean)[ok] for r, g in zip(refs, ref_infos)], axis=1)
+    A[np.isnan(A)] = 0.0
+    want, *_ = np.linalg.lstsq(A, x[1].astype(np.float64).ravel()[ok] - f.mean, rcond=None)
+    np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-7)
+    for weights in (w, [3e5] * n_refs):
+        f.before, f.after = weights[0], (weights[1] if n_refs == 2 else None)
+        np.testing.assert_array_equal(prediction.base(f, refs, ref_infos), prediction._base(f, refs, ref_infos))
