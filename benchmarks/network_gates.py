@@ -5,7 +5,11 @@ cannot (``cra5codec.weights.REACH`` and ``cra5codec.bounded.NETWORK_BOUND``).
    on every field of the held-out sets of ``benchmarks/layouts.py`` and of the 128 x 256
    validation fields. A quality level or target below it cannot be met by the network
    alone, so the encoder does not search the network's levels for it.
-2. **Prediction in the bounded mode**: each set coded with ``max_abs_error`` at a share
+2. **Where searching pays**: each set (and the 128 x 256 validation fields) coded at
+   quality levels 1-5 with the network's levels searched (only the reach gate on) and
+   not searched at all: the ratio of the sizes. Below the largest level share where it
+   never made a set smaller (``cra5codec.weights.PAYS``), the encoder does not search.
+3. **Prediction in the bounded mode**: each set coded with ``max_abs_error`` at a share
    of each variable's standard deviation, with the network allowed to predict (every
    field, the gate off) and without it (``quality=0``): the ratio of the sizes, and how
    many fields took the network. Below the share where the network never pays, the
@@ -48,6 +52,32 @@ def reach(groups, model) -> dict:
                 r.append(float(np.sqrt(np.mean((a[ok].astype(np.float64) - b[ok]) ** 2)) / a[ok].std()))
         out[name] = r
     return out
+
+
+PAY_LEVELS = (1, 2, 3, 4, 5)
+
+
+def search_gain(groups, model) -> list[dict]:
+    """Bytes at quality levels with the network's levels searched / not searched."""
+    from cra5codec import CRA5Codec, mode, weights
+
+    rows, saved = [], (dict(weights.PAYS), dict(weights.REACH))
+    try:
+        for name, arrays in groups.items():
+            for q in PAY_LEVELS:
+                size = {}
+                for search in (True, False):
+                    weights.PAYS[model] = 0.0 if search else saved[0].get(model, 0.0)
+                    weights.REACH[model] = saved[1].get(model, 0.0) if search else np.inf
+                    size[search] = sum(len(CRA5Codec(quality=q, model=model).encode(x)) for x in arrays)
+                rows.append({"set": name, "quality": q, "rmse_over_std": mode.LEVELS[q - 1],
+                             "bytes_searched": size[True], "bytes_not_searched": size[False],
+                             "searched_over_not": size[True] / size[False]})
+                print(f"{name} q{q}: {size[True] / size[False]:.4f}", file=sys.stderr, flush=True)
+    finally:
+        weights.PAYS.clear(), weights.PAYS.update(saved[0])
+        weights.REACH.clear(), weights.REACH.update(saved[1])
+    return rows
 
 
 def bounded_gain(sets) -> list[dict]:
@@ -95,6 +125,14 @@ def main(argv=None) -> int:
         print(f"| {name} | {len(v)} | {min(v):.4f} | {np.percentile(v, 10):.4f} | {np.median(v):.4f} |")
     floor = min(min(v) for v in r.values())
     print(f"\nsmallest: {floor:.4f} (weights.REACH[{model!r}] = {weights.reach(model)})\n")
+    gains = search_gain(groups, model)
+    print("Bytes with the network's levels searched / not searched, at quality levels "
+          "(RMSE / std in brackets)\n")
+    print("| set | " + " | ".join(f"{q} ({r['rmse_over_std']})" for q, r in zip(PAY_LEVELS, gains)) +
+          " |\n|---|" + "---:|" * len(PAY_LEVELS))
+    for name in groups:
+        print(f"| {name} | " + " | ".join(f"{r['searched_over_not']:.4f}" for r in gains if r["set"] == name) + " |")
+    print(f"\nweights.PAYS[{model!r}] = {weights.pays(model)}\n")
     rows = bounded_gain(sets)
     print("Bounded mode, bytes with the network's prediction / without, bound = share x std\n")
     print("| set | " + " | ".join(f"{s} std" for s in SHARES) + " |\n|---|" + "---:|" * len(SHARES))
@@ -103,7 +141,7 @@ def main(argv=None) -> int:
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\n(fields the network predicted in brackets; bounded.NETWORK_BOUND = {bounded.NETWORK_BOUND})")
     Path(args.json).write_text(json.dumps({"model": model, "reach": r, "smallest_reach": floor,
-                                           "bounded": rows}, indent=1))
+                                           "search": gains, "bounded": rows}, indent=1))
     return 0
 
 

@@ -63,9 +63,10 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     else:
         targets = field_targets(target_rmse, arr.shape)[coded]
     std = np.array([infos[i].std for i in coded])
-    # where the network cannot meet a target alone (below its reach), nor predict a
-    # bounded field well enough to pay (bounded.NETWORK_BOUND), it does not run at all
-    search = np.flatnonzero(targets >= REACH_MARGIN * weights.reach(model) * std)
+    # where the network cannot meet a target alone (below its reach) or has never paid
+    # there, nor predicts a bounded field well enough to pay (bounded.NETWORK_BOUND),
+    # it does not run at all
+    search = np.flatnonzero(targets >= max(REACH_MARGIN * weights.reach(model), weights.pays(model)) * std)
     if network_level is None and not search.size and \
             not (RESIDUAL_BOUND * targets >= bounded.NETWORK_BOUND * std).any():
         return _cheapest(chunk, flat, coded, None, np.zeros(len(coded), int), targets,

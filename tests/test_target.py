@@ -173,7 +173,8 @@ def test_network_level_codes_with_the_network_at_any_quality(era5_regridded):
 
 
 def test_fine_levels_and_tight_bounds_never_run_the_network(era5_native, monkeypatch):
-    """Below the network's reach and its bounded gate, no network call is made."""
+    """Below where the network has paid (weights.PAYS) and its bounded gate, no network
+    call is made: the default level included."""
     from cra5codec import network
 
     def refuse(*a, **k):
@@ -181,7 +182,7 @@ def test_fine_levels_and_tight_bounds_never_run_the_network(era5_native, monkeyp
 
     monkeypatch.setattr(network, "posterior_means", refuse)
     x = era5_native[:2]
-    for mode in ({"quality": 6}, {"quality": 12}, {"max_rel_error": 1e-3}):
+    for mode in ({"quality": 4}, {"quality": DEFAULT_QUALITY}, {"quality": 12}, {"max_rel_error": 1e-3}):
         y = CRA5Codec(**mode).decode(CRA5Codec(**mode).encode(x))
         assert np.isfinite(y).all()
 
