@@ -37,8 +37,8 @@ import numpy as np
 from . import bitstream, choice, entropy, network, prediction, residual, sections, weights
 from .fields import check_input, describe, field_targets
 from .bitstream import BOUNDED, CODED, EXACT, _Reader, _varint
-from .grid import lattice, steps, unit_for
-from .prediction import MAX_UNITS, set_weights
+from .grid import place, steps
+
 
 #: by default the network predicts a bounded field only where its bound is at least this
 #: share of the field's standard deviation: on every held-out set of
@@ -99,7 +99,7 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
         means[i] = f.mean
         valid = flat[i][~np.isnan(flat[i])].astype(np.float64)
         b = requested[i] * (valid.max() - valid.min()) if relative else requested[i]
-        if _grid(f, valid, b, means[i], chunk):
+        if place(f, valid, b, means[i], chunk):
             fields.append(i)
             absolute.append(b)
         else:
@@ -115,20 +115,6 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
     if exact:
         chunk.exact = zlib.compress(b"".join(np.ascontiguousarray(flat[i]).tobytes() for i in exact), 6)
     return coded
-
-
-def _grid(f, valid, b, mean, chunk) -> bool:
-    """Put bounded field ``f`` (values ``valid``, mean ``mean``) on the grid of the
-    absolute bound ``b``; False where ``b`` is too fine for the data (stored exactly)."""
-    origin = float(np.float32(mean))  # as stored
-    u = unit_for(b, valid, origin, chunk.dtype)
-    on = lattice(valid, b) if u is not None and chunk.version >= 5 else None
-    if on is not None:  # the step as unit, K = 1
-        origin, u = on
-    if u is None:
-        return False
-    f.kind, f.mean, f.unit, f.bound, f.lattice = BOUNDED, origin, u, 32 * u, on is not None
-    return True
 
 
 @dataclasses.dataclass
@@ -207,6 +193,7 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
                 infos = [chunk.fields[i] for i in fields]
     order, at = prediction.bounded_order(chunk), {i: j for j, i in enumerate(fields)}
     bases = [np.zeros(x.shape, np.int64) for x in t]
+    preds = {}  # the network's float64 prediction of fields it predicts: their base on any grid
     net = np.flatnonzero(levels > 0)
     for j in net:
         infos[j].quality = int(levels[j])
@@ -224,8 +211,8 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
             y_hat = network.code_latents(rt, chunk, np.stack(means)[order_], np.array(qs)[order_])
         row = {index[o]: k for k, o in enumerate(order_)}
         y_net = y_hat[[row[fields[j]] for j in net]]
-        for j, base in zip(net, _bases(rt, y_net, levels[net], [infos[j] for j in net], flat.shape[1:])):
-            bases[j] = base
+        for j, p in zip(net, _predictions(rt, y_net, levels[net], flat.shape[1:])):
+            preds[j], bases[j] = p, choice.on_grid(p, infos[j])
     coded, codes, crc, exceptions, decoded = [b""] * len(fields), [], 0, [], {}
     spread = None  # RMSE / bound of the field before that had a target: the next starts from it
     margin = None  # how much smaller the field before was for its neighbours' prediction
@@ -233,19 +220,21 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
         j, f = at[i], chunk.fields[i]
         try_refs = references.get(i, True) if direct else False
         refs = [r for r, w in ((before, f.before), (after, f.after)) if w is not None or (try_refs and r is not None)]
-        retarget = i in targets and not levels[j]
+        retarget = i in targets
         if retarget and spread:
             b = bounds[j] * float(np.clip(0.98 * targets[i][0] / spread / bounds[j], 0.5, 1.8))
-            if abs(b / bounds[j] - 1) > 0.01 and _grid(f, flat[i][~np.isnan(flat[i])].astype(np.float64), b,
+            if abs(b / bounds[j] - 1) > 0.01 and place(f, flat[i][~np.isnan(flat[i])].astype(np.float64), b,
                                                       targets[i][1], chunk):
                 t[j], bounds[j] = (flat[i].astype(np.float64) - f.mean) / f.unit, b
+                bases[j] = choice.on_grid(preds[j], f) if j in preds else bases[j]
         # once a field gained clearly from its neighbours, the next is not tried without them
-        both = direct and i not in references and not (margin and margin >= SURE)
-        code, bases[j], tried = _quantise(chunk, flat, i, refs, decoded, t[j], bases[j], both)
+        both = direct and i not in references and not (margin and margin >= choice.SURE)
+        code, bases[j], tried = choice.quantise_field(chunk, flat, i, refs, decoded, t[j], bases[j], both)
         margin = tried or margin
         if retarget:
-            code, bases[j], t[j], bounds[j], r = _retarget(chunk, flat, i, *targets[i], code, bases[j], t[j],
-                                                           bounds[j], refs if f.weights else [], decoded)
+            code, bases[j], t[j], bounds[j], r = choice.retarget(chunk, flat, i, *targets[i], code, bases[j], t[j],
+                                                           bounds[j], refs if f.weights else [], decoded,
+                                                           preds.get(j))
             spread = None if f.lattice else r / bounds[j]
         coded[j], m = code.header(), code.m
         codes.append(code)  # in decoding order: their symbols share one stream
@@ -263,71 +252,17 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
     return Coded(out, fields, coded, crc, exceptions, codes, dict(zip(fields, bounds)))
 
 
-def _quantise(chunk, flat, i, refs, decoded, t, base, both: bool):
-    """Field ``i`` quantised, predicted from the decoded fields ``refs`` (its weights
-    fitted again on what the decoder will have) where there are any -- with ``both``,
-    only where that codes smaller than ``base`` -- else around ``base``: (code, the
-    base used, and with ``both`` the ratio of the sizes without and with them)."""
-    f = chunk.fields[i]
-    if not refs:
-        return residual.quantise(t, base, steps(f)), base, None
-    ref_infos = [chunk.fields[r] for r in refs]
-    set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
-    predicted = prediction.base(f, [decoded[r] for r in refs], ref_infos)
-    code = residual.quantise(t, predicted, steps(f))
-    if both:
-        without = residual.quantise(t, base, steps(f))
-        margin = without.bits / (code.bits + 32 * len(refs))  # the weights cost 32 bits each
-        if margin <= 1:
-            f.before = f.after = None
-            return without, base, margin
-        return code, predicted, margin
-    return code, predicted, None
-
-
-#: a field is coded both with and without its neighbours' prediction unless the field
-#: coded before it was this much smaller with it (fields along one axis gain alike)
-SURE = 1.03
-
-#: a field coded for a target RMSE is coded again, once, at a bound widened to meet
-#: the target more closely, where its RMSE falls below this share of the target
-WIDEN_BELOW = 0.95
-
-
-def _retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded):
-    """Field ``i`` (quantised as ``code`` around ``base``, grid values ``t``, bound
-    ``b``) coded again at the bound that meets the RMSE ``want`` more closely, where it
-    misses ``want`` or falls below :data:`WIDEN_BELOW` of it: (code, base, t, bound, RMSE),
-    the new ones where they meet the target (or come closer to it), else the old."""
-    f, x = chunk.fields[i], flat[i]
-    r = _rmse(f, code.m, x)
-    if WIDEN_BELOW * want <= r <= want:
-        return code, base, t, b, r
-    old = (f.mean, f.unit, f.bound, f.lattice, f.before, f.after)
-    b2 = b * float(np.clip(0.98 * want / max(r, 1e-300), 0.5, 1.8))
-    if _grid(f, x[~np.isnan(x)].astype(np.float64), b2, mean, chunk):
-        t2 = (x.astype(np.float64) - f.mean) / f.unit
-        code2, base2, _ = _quantise(chunk, flat, i, refs, decoded, t2, np.zeros(t.shape, np.int64), False)
-        r2 = _rmse(f, code2.m, x)
-        if r2 <= want if r <= want else r2 < r:
-            return code2, base2, t2, b2, r2
-    f.mean, f.unit, f.bound, f.lattice, f.before, f.after = old
-    return code, base, t, b, r
-
-
-def _rmse(f, m, x) -> float:
-    with np.errstate(invalid="ignore"):
-        return float(np.sqrt(np.nanmean(((f.mean + f.unit * m).astype(x.dtype).astype(np.float64) - x) ** 2)))
-
-
 def _bases(rt, y_hat, levels, infos, shape):
     """The network's prediction of each field, on its grid (int64), computed in float64."""
+    return (choice.on_grid(p, f) for p, f in zip(_predictions(rt, y_hat, levels, shape), infos))
+
+
+def _predictions(rt, y_hat, levels, shape):
+    """The network's prediction of each field (normalised, float64)."""
     h, w = shape
     n = network.batch_size(shape)
     for s in range(0, len(y_hat), n):
-        pred = rt.synthesise_exact(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
-        for p, f in zip(pred, infos[s:s + n]):
-            yield np.rint(np.clip(p * (f.std / f.unit), -MAX_UNITS, MAX_UNITS)).astype(np.int64)
+        yield from rt.synthesise_exact(y_hat[s:s + n], levels[s:s + n])[:, :h, :w]
 
 
 def decode_fields(chunk: bitstream.Chunk, result: np.ndarray, rt, y_hat: dict) -> None:

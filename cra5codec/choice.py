@@ -1,12 +1,14 @@
-"""Which prediction each bounded field gets where the network runs
-(:mod:`cra5codec.bounded`): chosen on estimated sizes -- the residual coder's search on
-a sample (:func:`cra5codec.residual.quantise` with ``estimate``), the latents' bits."""
+"""The bounded encoder's choices for each field (:mod:`cra5codec.bounded`): its
+prediction -- where the network runs, on estimated sizes (the residual coder's search
+on a sample, :func:`cra5codec.residual.quantise` with ``estimate``, and the latents'
+bits); else by coding it with and without its neighbours -- and, for a target RMSE, its
+bound (:func:`retarget`)."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import prediction, residual
-from .grid import steps
+from .grid import place, steps
 from .prediction import MAX_UNITS, set_weights
 
 
@@ -62,3 +64,78 @@ def best_levels(latents, fields, t, infos, plain) -> tuple[np.ndarray, np.ndarra
             last[j] = cost
         active = np.array(keep, dtype=int)
     return level, best
+
+
+def quantise_field(chunk, flat, i, refs, decoded, t, base, both: bool):
+    """Field ``i`` quantised, predicted from the decoded fields ``refs`` (its weights
+    fitted again on what the decoder will have) where there are any -- with ``both``,
+    only where that codes smaller than ``base`` -- else around ``base``: (code, the
+    base used, and with ``both`` the ratio of the sizes without and with them)."""
+    f = chunk.fields[i]
+    if not refs:
+        return residual.quantise(t, base, steps(f)), base, None
+    ref_infos = [chunk.fields[r] for r in refs]
+    set_weights(f, refs, i, prediction.fit(flat[i], f, [decoded[r] for r in refs], ref_infos))
+    predicted = prediction.base(f, [decoded[r] for r in refs], ref_infos)
+    code = residual.quantise(t, predicted, steps(f))
+    if both:
+        without = residual.quantise(t, base, steps(f))
+        margin = without.bits / (code.bits + 32 * len(refs))  # the weights cost 32 bits each
+        if margin <= 1:
+            f.before = f.after = None
+            return without, base, margin
+        return code, predicted, margin
+    return code, predicted, None
+
+
+#: a field is coded both with and without its neighbours' prediction unless the field
+#: coded before it was this much smaller with it (fields along one axis gain alike)
+SURE = 1.03
+
+#: a field coded for a target RMSE is coded again, at a bound moved to meet the target
+#: more closely, where its RMSE exceeds the target or falls below this share of it
+WIDEN_BELOW = 0.95
+#: ... at most this many times more
+RETRIES = 2
+
+
+def retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded, pred=None):
+    """Field ``i`` (quantised as ``code`` around ``base``, grid values ``t``, bound
+    ``b``; ``pred``: the network's prediction, where it predicts the field) coded again
+    -- up to :data:`RETRIES` times, each bound from the RMSEs seen so
+    far -- where it misses the RMSE ``want`` or falls below :data:`WIDEN_BELOW` of it:
+    (code, base, t, bound, RMSE) of the coding with the largest RMSE within ``want``
+    (the smallest RMSE where none is within it)."""
+    f, x = chunk.fields[i], flat[i]
+    valid = None
+    tried = [(rmse(f, code.m, x), b, code, base, t, (f.mean, f.unit, f.bound, f.lattice, f.before, f.after))]
+    for _ in range(RETRIES):
+        r, b_last = tried[-1][:2]
+        if WIDEN_BELOW * want <= r <= want:
+            break
+        slope = 1.0  # RMSE ~ bound ** slope, from the last two codings where there are two
+        if len(tried) > 1 and tried[-2][0] > 0 and r > 0 and tried[-2][1] != b_last:
+            slope = float(np.clip(np.log(r / tried[-2][0]) / np.log(b_last / tried[-2][1]), 0.3, 3.0))
+        b2 = b_last * float(np.clip((0.98 * want / max(r, 1e-300)) ** (1 / slope), 0.5, 1.8))
+        valid = x[~np.isnan(x)].astype(np.float64) if valid is None else valid
+        if not place(f, valid, b2, mean, chunk):
+            break
+        t2 = (x.astype(np.float64) - f.mean) / f.unit
+        base0 = on_grid(pred, f) if pred is not None else np.zeros(t.shape, np.int64)
+        code2, base2, _ = quantise_field(chunk, flat, i, refs, decoded, t2, base0, False)
+        tried.append((rmse(f, code2.m, x), b2, code2, base2, t2, (f.mean, f.unit, f.bound, f.lattice, f.before,
+                                                                   f.after)))
+    met = [c for c in tried if c[0] <= want]
+    r, b, code, base, t, grid = max(met, key=lambda c: c[0]) if met else min(tried, key=lambda c: c[0])
+    f.mean, f.unit, f.bound, f.lattice, f.before, f.after = grid
+    return code, base, t, b, r
+
+
+def rmse(f, m, x) -> float:
+    with np.errstate(invalid="ignore"):
+        return float(np.sqrt(np.nanmean(((f.mean + f.unit * m).astype(x.dtype).astype(np.float64) - x) ** 2)))
+
+
+def on_grid(p, f) -> np.ndarray:
+    """The network's prediction ``p`` (normalised) on field ``f``'s grid (int64)."""
+    return np.rint(np.clip(p * (f.std / f.unit), -MAX_UNITS, MAX_UNITS)).astype(np.int64)

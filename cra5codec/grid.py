@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .bitstream import BOUNDED
 from .prediction import MAX_UNITS
 
 #: grid sub-units per quantisation step (the prediction's rounding costs ~1/(12 K^2))
@@ -64,3 +65,17 @@ def lattice(valid: np.ndarray, bound: float) -> tuple[float, float] | None:
     if np.abs(off).max() > bound / 2:
         return None
     return origin, step
+
+
+def place(f, valid, b, mean, chunk) -> bool:
+    """Put bounded field ``f`` (values ``valid``, mean ``mean``) on the grid of the
+    absolute bound ``b``; False where ``b`` is too fine for the data (stored exactly)."""
+    origin = float(np.float32(mean))  # as stored
+    u = unit_for(b, valid, origin, chunk.dtype)
+    on = lattice(valid, b) if u is not None and chunk.version >= 5 else None
+    if on is not None:  # the step as unit, K = 1
+        origin, u = on
+    if u is None:
+        return False
+    f.kind, f.mean, f.unit, f.bound, f.lattice = BOUNDED, origin, u, 32 * u, on is not None
+    return True

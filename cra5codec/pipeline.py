@@ -111,8 +111,11 @@ REACH_MARGIN = 0.75
 #: RESIDUAL_BOUND * its target RMSE r: its RMSE is then about 0.975 r where its errors
 #: spread uniformly over the bound (RMSE bound / sqrt(3)), less where they do not; each
 #: later field starts from the bound the one before needed, and a field that misses r or
-#: falls below bounded.WIDEN_BELOW * r is coded once more (bounded._retarget)
+#: falls below choice.WIDEN_BELOW * r is coded again (choice.retarget)
 RESIDUAL_BOUND = 0.975 * 3 ** 0.5
+#: ... and where one moves beyond MOVED x that first bound while the network runs, the
+#: chunk is coded again from the bounds reached (its choices made there)
+MOVED = 1.25
 
 
 def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> bytes:
@@ -128,9 +131,9 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
     for attempt in range(3):
         chunk.fields = [dataclasses.replace(f) for f in original]
         chunk.model_id, chunk.weights_tag = 0, bytes(4)
-        # the entropy coding waits for the attempt that is kept; a field the network does
-        # not predict moves its own bound to its target (bounded._retarget); a widened
-        # attempt keeps the first one's choice of references
+        # the entropy coding waits for the attempt that is kept; each field moves its own
+        # bound to its target (choice.retarget); a widened attempt keeps the first one's
+        # choice of references
         got = bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone, latents=latents,
                                   pack=False, references=hint,
                                   targets=dict(zip(coded, targets)) if attempt < 2 else None)
@@ -144,11 +147,16 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
             rmse = np.sqrt(np.nanmean((decoded.astype(np.float64) - flat[index]) ** 2, axis=(1, 2)))
         ok = rmse <= want
         net = np.array([chunk.fields[i].quality > 0 for i in index])
+        # where the network ran, its part (levels, references) was chosen at each bound's
+        # first guess: fields that moved far from it are coded once more, chosen anew
+        moved = latents is not None and not attempt and (bounds[index] > MOVED * RESIDUAL_BOUND * want).any()
         if ok.all():
-            if attempt or (rmse[net] >= 0.95 * want[net]).all():  # widened once already, or it would save ~2 %
-                return _packed(chunk, got)
-            best, hint = (dataclasses.replace(chunk), got), got.references(chunk)
-            bounds[index[net]] *= np.clip(0.98 * want[net] / np.maximum(rmse[net], 1e-300), 1.0, 1.8)
+            if not moved and (attempt or (rmse[net] >= 0.95 * want[net]).all()):  # or it would save ~2 %
+                packed = _packed(chunk, got)
+                return packed if best is None or hint is not None else min(packed, _packed(*best), key=len)
+            best, hint = (dataclasses.replace(chunk), got), None if moved else got.references(chunk)
+            if not moved:
+                bounds[index[net]] *= np.clip(0.98 * want[net] / np.maximum(rmse[net], 1e-300), 1.0, 1.8)
         elif best is not None:
             return _packed(*best)  # the widened bounds overshot: the chunk that met every target stands
         elif attempt == 0:  # errors far from uniform (precipitation): narrow to what was measured

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cra5codec import CRA5Codec, CRA5Serializer, bitstream, bounded, pipeline, residual
+from cra5codec import CRA5Codec, CRA5Serializer, bitstream, bounded, grid, pipeline, residual
 from cra5codec.bitstream import BOUNDED, CONSTANT, EXACT, unpack
 from cra5codec.encoding import xarray_encoding
 from cra5codec.mode import DEFAULT_QUALITY
@@ -422,5 +422,5 @@ def test_a_lattice_is_checked_as_the_record_stores_it(quality):
     x = np.array([-524288.46875, 0.0, 0.0, 0.0]).reshape(1, 2, 2)
     y, _ = roundtrip(x, max_abs_error=0.01, quality=quality)
     assert max_error(x, y).max() <= 0.01
-    origin, step = bounded.lattice(np.array([0.1, 0.1, 0.2, 0.2, 0.7, 0.7, 0.3]), 0.01)
+    origin, step = grid.lattice(np.array([0.1, 0.1, 0.2, 0.2, 0.7, 0.7, 0.3]), 0.01)
     assert float(np.float32(origin)) == origin and float(np.float32(step)) == step

@@ -189,7 +189,7 @@ def test_fine_levels_and_tight_bounds_never_run_the_network(era5_native, monkeyp
 
 def test_each_residual_field_lands_close_to_its_own_target(era5_native):
     """Below the network's reach every field is a residual whose bound is moved to its
-    own target (bounded._retarget): four variables of different error shapes each land
+    own target (choice.retarget): four variables of different error shapes each land
     within 5 % under their target, unless coded losslessly on their value lattice."""
     x = era5_native[:4]
     targets = 0.01 * x.std(axis=(1, 2))
