@@ -15,7 +15,12 @@ Two comparisons per set:
   of every variable's standard deviation) and its ratio at cra5's error is read off its
   curve (log-log interpolation; "not reached" outside the sweep);
 * **at equal bounds** (``max_abs_error`` of 1e-2 and 1e-3 of each variable's range):
-  the error-bounded mode against SZ3 2-D and 3-D at the same bound, every bound checked.
+  the error-bounded mode against SZ3 2-D and 3-D at the same bound, every bound checked;
+* **what the neighbours give** (the ablation of issue 15): cra5codec at some quality
+  levels and both bounds with its default references (each field may be predicted from
+  the decoded fields on both sides along axis -3), with the field before only, and with
+  none (every field coded alone, as a 2-D codec would). The variants' chunks are
+  ordinary chunks: they are decoded without the switch that made them.
 
 Ratios are against float32 bytes. NaN points (the NMC storm's missing corners) are
 kept by cra5codec; for the classical codecs, which cannot take NaN, they are filled
@@ -32,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -53,6 +59,9 @@ from measure import nbytes  # noqa: E402
 SWEEP = np.logspace(-5, 1.5, 27)  # ZFP's errors stay far below its tolerance: sweep high
 BOUNDS = (1e-2, 1e-3)
 CLASSICAL = ("SZ3 2-D", "SZ3 3-D", "SPERR 3-D", "ZFP 3-D")
+#: quality levels of the neighbour ablation, and its variants
+ABLATE_LEVELS = (1, 3, 5, 9)
+REFERENCES = ("both sides", "before only", "none")
 
 
 # ------------------------------------------------------------------------------ sets
@@ -208,6 +217,48 @@ def cra5_bounded(chunks, bounds):
     return total, out, time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def references(kind: str):
+    """Encode with the references of ``kind`` (:data:`REFERENCES`): the encoder's order
+    of bounded fields keeps only the neighbour before, or none. A field's record names
+    the references it uses, so the decoder needs no switch."""
+    from cra5codec import prediction
+
+    order = prediction.bounded_order
+    keep = {"both sides": lambda i, b, a: (i, b, a), "before only": lambda i, b, a: (i, b, None),
+            "none": lambda i, b, a: (i, None, None)}[kind]
+    prediction.bounded_order = lambda chunk: [keep(*t) for t in order(chunk)]
+    try:
+        yield
+    finally:
+        prediction.bounded_order = order
+
+
+def ablation(chunks, st, raw) -> list[dict]:
+    """Ratios (and errors) of every :data:`REFERENCES` variant at :data:`ABLATE_LEVELS`
+    and :data:`BOUNDS`."""
+    from cra5codec import CRA5Codec
+
+    rows = []
+    modes = [(f"quality {q}", lambda labels, q=q: {"quality": q}) for q in ABLATE_LEVELS]
+    modes += [(f"bound {rel:g}", lambda labels, rel=rel: {"max_abs_error": [rel * st.range[k] for k in labels]})
+              for rel in BOUNDS]
+    for label, mode in modes:
+        row = {"mode": label}
+        for kind in REFERENCES:
+            total, dec = 0, []
+            for labels, x in chunks:
+                codec = CRA5Codec(**mode(labels))
+                with references(kind):
+                    buf = codec.encode(x)
+                total += len(buf)
+                dec.append(codec.decode(buf))
+            row[kind] = {"ratio": raw / total, "nrmse": st.nrmse(chunks, dec)}
+        row["both_over_none"] = row["both sides"]["ratio"] / row["none"]["ratio"]
+        rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------------------ driver
 def measure_set(name, desc, chunks, qualities) -> dict:
     st = Stats(chunks)
@@ -243,6 +294,8 @@ def measure_set(name, desc, chunks, qualities) -> dict:
         best = max(v for k, v in row.items() if k.startswith("SZ3") and v == v)
         row["vs_best_sz3"] = row["cra5_ratio"] / best
         res["bounded"].append(row)
+    if chunks[0][1].ndim == 3 and chunks[0][1].shape[0] > 1:
+        res["neighbours"] = ablation(chunks, st, raw)
     return res
 
 
@@ -267,6 +320,14 @@ def tables(results) -> str:
             out.append(f"| {r['set']} | {row['relative_bound']:g} | {row['cra5_ratio']:.3g} | "
                        f"{row['cra5_max_error_over_bound']:.3f} | {_fmt(row['SZ3 2-D'])} | {_fmt(row['SZ3 3-D'])} | "
                        f"{row['vs_best_sz3']:.2f} |")
+    out += ["\n## What the neighbours give (ratio, and mean RMSE / std at the quality levels)\n",
+            "| set | mode | " + " | ".join(REFERENCES) + " | both sides / none |",
+            "|---|---|" + "---:|" * (len(REFERENCES) + 1)]
+    for r in results:
+        for row in r.get("neighbours", []):
+            err = row["mode"].startswith("quality")
+            cells = [f"{row[k]['ratio']:.3g}" + (f" ({row[k]['nrmse']:.3g})" if err else "") for k in REFERENCES]
+            out.append(f"| {r['set']} | {row['mode']} | " + " | ".join(cells) + f" | {row['both_over_none']:.2f} |")
     return "\n".join(out)
 
 

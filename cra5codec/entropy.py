@@ -189,12 +189,15 @@ def laplace_bits() -> np.ndarray:
     """Code length of |v| = 0 .. 2**HIGH_BITS under each table (sign included), for
     estimates; beyond a table's range, the escape's cost."""
     tc = laplace_coder()
-    out = np.empty((len(SCALES), 2 ** HIGH_BITS + 1))
+    out = np.zeros((len(SCALES), 2 ** HIGH_BITS + 1))
     for k, (p, R) in enumerate(zip(tc.pmfs, tc.ranges)):
         bits = -np.log2(p[R:2 * R + 1])  # |v| = 0 .. R
         n = min(R, 2 ** HIGH_BITS)
-        out[k, :n + 1] = bits[:n + 1]
-        out[k, n:] = np.maximum(out[k, n:], bits[n] + (10.0 if n == R else 0.0))  # escapes
+        out[k, :n] = bits[:n]
+        # |v| >= R escapes: the end symbol's cost and ~10 bits of excess (until 0.5.0 this
+        # read uninitialised memory beyond R, so estimates, and with them the encoder's
+        # choices, could differ between processes; never the decoded values)
+        out[k, n:] = bits[n] + (10.0 if n == R else 0.0)
     return out
 
 

@@ -175,3 +175,22 @@ def test_shipped_tables_roundtrip():
     dec = entropy.new_decoder(enc.get_compressed())
     np.testing.assert_array_equal(rt.z_coder.decode(dec, z_table), z)
     np.testing.assert_array_equal(rt.y_coder.decode(dec, y_table), y)
+
+
+def test_estimate_tables_do_not_depend_on_memory_contents():
+    """``laplace_bits`` (the encoder's estimates) is computed from the tables alone:
+    built again after the heap held garbage of its size, it is the same, and every
+    escape (|v| >= R) costs the end symbol plus 10 bits. (It once read uninitialised
+    memory past R, which made chunk sizes differ between processes by ~1 %.)"""
+    tc = entropy.laplace_coder()
+    first = entropy.laplace_bits().copy()
+    for _ in range(3):
+        junk = np.full(first.shape, 1e300)
+        del junk
+        entropy.laplace_bits.cache_clear()
+        np.testing.assert_array_equal(entropy.laplace_bits(), first)
+    for k, (p, R) in enumerate(zip(tc.pmfs, tc.ranges)):
+        n = min(R, 2 ** entropy.HIGH_BITS)
+        want = -np.log2(p[R + n]) + (10.0 if n == R else 0.0)
+        np.testing.assert_array_equal(first[k, n:], want)
+        assert np.isfinite(first[k]).all() and (np.diff(first[k, :n]) >= -1e-9).all()
