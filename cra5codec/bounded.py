@@ -91,7 +91,8 @@ def encode_into(chunk, flat, index, requested, relative: bool = False, quality=N
     indices to whether to predict them from their neighbours, decided before (else
     each is tried both ways where no network runs). ``targets`` maps field indices to
     an RMSE: such a field's bound is a first guess, which the field's own coding moves
-    (once) where its RMSE misses the target or falls well short of it. Returns the
+    (:func:`choice.retarget`) where its RMSE misses the target or falls well short of
+    it. Returns the
     :class:`Coded` fields; ``pack`` lays out ``chunk.residual`` from them already."""
     fields, absolute, exact, means = [], [], [], {}
     for i in index:
@@ -223,10 +224,10 @@ def _encode_bounded(chunk, flat, fields, bounds, quality, model, alone, latents,
         retarget = i in targets
         if retarget and spread:
             b = bounds[j] * float(np.clip(0.98 * targets[i][0] / spread / bounds[j], 0.5, 1.8))
-            if abs(b / bounds[j] - 1) > 0.01 and place(f, flat[i][~np.isnan(flat[i])].astype(np.float64), b,
-                                                      targets[i][1], chunk):
-                t[j], bounds[j] = (flat[i].astype(np.float64) - f.mean) / f.unit, b
-                bases[j] = choice.on_grid(preds[j], f) if j in preds else bases[j]
+            grid = choice.regrid(chunk, flat[i], f, b, targets[i][1], preds.get(j)) if abs(b / bounds[j] - 1) > 0.01 \
+                else None
+            if grid is not None:
+                (t[j], bases[j]), bounds[j] = grid, b
         # once a field gained clearly from its neighbours, the next is not tried without them
         both = direct and i not in references and not (margin and margin >= choice.SURE)
         code, bases[j], tried = choice.quantise_field(chunk, flat, i, refs, decoded, t[j], bases[j], both)

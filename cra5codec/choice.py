@@ -55,8 +55,7 @@ def best_levels(latents, fields, t, infos, plain) -> tuple[np.ndarray, np.ndarra
         keep = []
         for a, j in enumerate(active):
             f = infos[j]
-            base = np.rint(np.clip(pred[a, :h, :w].astype(np.float64) * (f.std / f.unit), -MAX_UNITS, MAX_UNITS))
-            cost = bits[a] + estimate(t[j], base.astype(np.int64), f)
+            cost = bits[a] + estimate(t[j], on_grid(pred[a, :h, :w].astype(np.float64), f), f)
             if cost < best[j]:
                 best[j], level[j] = cost, q
             if cost < last[j]:
@@ -107,7 +106,6 @@ def retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded, pred=N
     (code, base, t, bound, RMSE) of the coding with the largest RMSE within ``want``
     (the smallest RMSE where none is within it)."""
     f, x = chunk.fields[i], flat[i]
-    valid = None
     tried = [(rmse(f, code.m, x), b, code, base, t, (f.mean, f.unit, f.bound, f.lattice, f.before, f.after))]
     for _ in range(RETRIES):
         r, b_last = tried[-1][:2]
@@ -117,11 +115,10 @@ def retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded, pred=N
         if len(tried) > 1 and tried[-2][0] > 0 and r > 0 and tried[-2][1] != b_last:
             slope = float(np.clip(np.log(r / tried[-2][0]) / np.log(b_last / tried[-2][1]), 0.3, 3.0))
         b2 = b_last * float(np.clip((0.98 * want / max(r, 1e-300)) ** (1 / slope), 0.5, 1.8))
-        valid = x[~np.isnan(x)].astype(np.float64) if valid is None else valid
-        if not place(f, valid, b2, mean, chunk):
+        grid = regrid(chunk, x, f, b2, mean, pred)
+        if grid is None:
             break
-        t2 = (x.astype(np.float64) - f.mean) / f.unit
-        base0 = on_grid(pred, f) if pred is not None else np.zeros(t.shape, np.int64)
+        t2, base0 = grid
         code2, base2, _ = quantise_field(chunk, flat, i, refs, decoded, t2, base0, False)
         tried.append((rmse(f, code2.m, x), b2, code2, base2, t2, (f.mean, f.unit, f.bound, f.lattice, f.before,
                                                                    f.after)))
@@ -129,6 +126,15 @@ def retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded, pred=N
     r, b, code, base, t, grid = max(met, key=lambda c: c[0]) if met else min(tried, key=lambda c: c[0])
     f.mean, f.unit, f.bound, f.lattice, f.before, f.after = grid
     return code, base, t, b, r
+
+
+def regrid(chunk, x, f, b, mean, pred=None):
+    """Field ``f`` (values ``x``, mean ``mean``) put on the grid of bound ``b``: its grid
+    values and its base there (the network's prediction ``pred``, or zeros), or None
+    where ``b`` is too fine for the data (``f`` is then left as it was)."""
+    if not place(f, x[~np.isnan(x)].astype(np.float64), b, mean, chunk):
+        return None
+    return (x.astype(np.float64) - f.mean) / f.unit, on_grid(pred, f) if pred is not None else np.zeros(x.shape, np.int64)
 
 
 def rmse(f, m, x) -> float:
