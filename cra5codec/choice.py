@@ -106,7 +106,7 @@ def retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded, pred=N
     (code, base, t, bound, RMSE) of the coding with the largest RMSE within ``want``
     (the smallest RMSE where none is within it)."""
     f, x = chunk.fields[i], flat[i]
-    tried = [(rmse(f, code.m, x), b, code, base, t, (f.mean, f.unit, f.bound, f.lattice, f.before, f.after))]
+    tried = [(rmse(f, code.m, x), b, code, base, t, _grid_of(f))]
     for _ in range(RETRIES):
         r, b_last = tried[-1][:2]
         if WIDEN_BELOW * want <= r <= want:
@@ -120,12 +120,20 @@ def retarget(chunk, flat, i, want, mean, code, base, t, b, refs, decoded, pred=N
             break
         t2, base0 = grid
         code2, base2, _ = quantise_field(chunk, flat, i, refs, decoded, t2, base0, False)
-        tried.append((rmse(f, code2.m, x), b2, code2, base2, t2, (f.mean, f.unit, f.bound, f.lattice, f.before,
-                                                                   f.after)))
+        tried.append((rmse(f, code2.m, x), b2, code2, base2, t2, _grid_of(f)))
     met = [c for c in tried if c[0] <= want]
     r, b, code, base, t, grid = max(met, key=lambda c: c[0]) if met else min(tried, key=lambda c: c[0])
-    f.mean, f.unit, f.bound, f.lattice, f.before, f.after = grid
+    for name, value in zip(_GRID, grid):
+        setattr(f, name, value)
     return code, base, t, b, r
+
+
+#: what a coding of a bounded field sets in its record: its grid and its weights
+_GRID = ("mean", "unit", "bound", "lattice", "before", "after")
+
+
+def _grid_of(f) -> tuple:
+    return tuple(getattr(f, name) for name in _GRID)
 
 
 def regrid(chunk, x, f, b, mean, pred=None):
