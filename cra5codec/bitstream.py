@@ -1,5 +1,5 @@
-"""The cra5codec chunk format (version 5; versions 1 to 4 are still read). Pure Python
-and numpy: no torch here.
+"""The cra5codec chunk format (version 5, or 6 where a field is transform-coded; versions
+1 to 4 are still read). Pure Python and numpy: no torch here.
 
 A chunk is one array of shape (..., vars, lat, lon): every trailing 2-D (lat, lon)
 slice is a *field*, coded on its own normalisation. Layout, all integers
@@ -8,7 +8,8 @@ little-endian, ``varint`` = unsigned LEB128::
     offset  size     field
     0       2        magic  b"C5"
     2       1        format version: 5 (written since cra5codec 0.3.0; versions 2 and 3,
-                     written by 0.1.0, and 4, by 0.2.0, differ where noted below)
+                     written by 0.1.0, and 4, by 0.2.0, differ where noted below), or
+                     6 (since 0.6.0) where a field is transform-coded, only then
     3       1        model id (see cra5codec.weights; 0 = no network was needed)
     4       4        weights tag: first 4 bytes of the SHA-256 of the weights file
     8       1        bit 7: dtype is float64 (else float32); bit 6: Fortran (F) memory
@@ -18,7 +19,9 @@ little-endian, ``varint`` = unsigned LEB128::
     9       1        ndim (>= 2)
     10      ndim x varint   shape
     then per field, in C order of the leading axes:
-            1        kind: 0 coded, 1 constant, 2 all NaN, 3 bounded, 4 exact;
+            1        kind: 0 coded, 1 constant, 2 all NaN, 3 bounded, 4 exact,
+                     5 transform-coded (version 6; bit 6: periodic in longitude; bits
+                     5, 4: predicted from its reference before, after);
                      bit 7: has a NaN mask; bounded at quality 0 only: bit 6
                      (version 5) predicted from its reference before, bit 5 (version
                      5) and from its reference after (see
@@ -43,6 +46,9 @@ little-endian, ``varint`` = unsigned LEB128::
                      (float64) of the prediction a * x' + b, x' the previous field's
                      grid values mean' + u' * m'
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
+            12       transform-coded: mean (float64), quantisation step (float32),
+                     then the weight (float32) of each reference, as for bounded fields
+                     (:func:`cra5codec.wavelet.transform_order`)
     then, if any field has a NaN mask:
             varint   length of the mask section
             ...      zlib-compressed packed bits of the masks of those fields, in order
@@ -66,6 +72,8 @@ little-endian, ``varint`` = unsigned LEB128::
                        byte before the first section (version 3: of the m only)
     then, if any field is exact (version 3):
             varint   length, then zlib-compressed raw values of those fields (dtype)
+    then, if any field is transform-coded (version 6):
+            varint   length, then the transform section (:mod:`cra5codec.wavelet`)
     last    4        CRC-32 of every byte before it
 
 A bounded field decodes within its bound at every point, whatever predicts it; an exact
@@ -97,14 +105,17 @@ import numpy as np
 MAGIC = b"C5"
 VERSION = 5
 #: versions this module reads
-READS = (1, 2, 3, 4, 5)
-CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT = 0, 1, 2, 3, 4
+READS = (1, 2, 3, 4, 5, 6)
+#: the version of a chunk with transform-coded fields (any other is written in VERSION)
+TRANSFORM_VERSION = 6
+CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT, TRANSFORM = 0, 1, 2, 3, 4, 5
 _KINDS = {1: (CODED, CONSTANT, ALL_NAN), 2: (CODED, CONSTANT, ALL_NAN),
           3: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT), 4: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT),
-          5: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT)}
+          5: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT), 6: (CODED, CONSTANT, ALL_NAN, BOUNDED, EXACT, TRANSFORM)}
 _HAS_MASK = 0x80
 _PREVIOUS = 0x40
 _BEFORE, _AFTER, _LATTICE = 0x40, 0x20, 0x10  # version 5
+_PERIODIC, _T_BEFORE, _T_AFTER = 0x40, 0x20, 0x10  # version 6, transform-coded fields
 #: the network takes H and W in multiples of this (patch 8 x hyperprior stride 4)
 ALIGN = 32
 #: default decode limits (see the module docstring); the environment variables of the
@@ -162,6 +173,8 @@ class Field:
     before: float | None = None  # bounded (version 5): weight of the reference before
     after: float | None = None  # ... and of the reference after (None: not used)
     lattice: bool = False  # bounded (version 5): coded on its values' lattice, one unit a step
+    step: float = 0.0  # transform-coded (version 6): the quantisation step
+    periodic: bool = False  # ... and whether the transform wraps round in longitude
 
     @property
     def weights(self) -> list[float]:
@@ -184,6 +197,7 @@ class Chunk:
     symbol_check: int = 0
     residual: bytes = b""
     exact: bytes = b""
+    transform: bytes = b""
     version: int = VERSION  # as read; new chunks are written in the current version
 
     @property
@@ -244,7 +258,7 @@ def _header(chunk: Chunk) -> bytearray:
     f64 = np.dtype(chunk.dtype) == np.float64
     out = bytearray(MAGIC)
     version = chunk.version
-    if version not in READS[1:] or (version < 3 and any(f.kind in (BOUNDED, EXACT) for f in chunk.fields)):
+    if version not in READS[1:] or any(f.kind not in _KINDS[version] for f in chunk.fields):
         raise ValueError(f"cannot write these fields in format version {version}")
     out += struct.pack("<BB4sBB", version, chunk.model_id, chunk.weights_tag,
                        (0x80 if f64 else 0) | (0x40 if chunk.fortran else 0)
@@ -254,8 +268,13 @@ def _header(chunk: Chunk) -> bytearray:
     for f in chunk.fields:
         refs = ((_BEFORE if f.before is not None else 0) | (_AFTER if f.after is not None else 0)
                 | (_LATTICE if f.lattice else 0) if version >= 5 else (_PREVIOUS if f.previous else 0))
+        if f.kind == TRANSFORM:
+            refs = ((_PERIODIC if f.periodic else 0) | (_T_BEFORE if f.before is not None else 0)
+                    | (_T_AFTER if f.after is not None else 0))
         out.append(f.kind | (_HAS_MASK if f.has_mask else 0) | refs)
-        if f.kind == BOUNDED and version >= 5:
+        if f.kind == TRANSFORM:
+            out += struct.pack("<df", f.mean, f.step) + b"".join(struct.pack("<f", w) for w in f.weights)
+        elif f.kind == BOUNDED and version >= 5:
             out += struct.pack("<fB", f.mean, f.quality)
             if f.quality:
                 out += struct.pack("<f", f.std)
@@ -286,6 +305,8 @@ def pack(chunk: Chunk) -> bytes:
         out += _varint(len(chunk.residual)) + chunk.residual
     if any(f.kind == EXACT for f in chunk.fields):
         out += _varint(len(chunk.exact)) + chunk.exact
+    if any(f.kind == TRANSFORM for f in chunk.fields):
+        out += _varint(len(chunk.transform)) + chunk.transform
     out += struct.pack("<I", zlib.crc32(out))
     return bytes(out)
 
@@ -333,7 +354,15 @@ def unpack(buf) -> Chunk:
             raise ValueError(f"cra5 chunk has an unknown field kind {f.kind}")
         if previous and (f.kind != BOUNDED or not fields or fields[-1].kind != BOUNDED):
             raise ValueError("cra5 chunk predicts a field from a previous field that is not bounded")
-        if f.kind == BOUNDED and version >= 5:
+        if f.kind == TRANSFORM:
+            f.periodic = bool(refs & _PERIODIC)
+            f.mean, f.step = r.unpack("df")
+            f.before = r.unpack("f")[0] if refs & _T_BEFORE else None
+            f.after = r.unpack("f")[0] if refs & _T_AFTER else None
+            if not (np.isfinite(f.mean) and np.isfinite(f.step) and f.step > 0
+                    and all(np.isfinite(w) for w in f.weights)):
+                raise ValueError("cra5 chunk has an invalid transform step or weight")
+        elif f.kind == BOUNDED and version >= 5:
             _bounded_record(r, f, refs)
         elif refs:
             raise ValueError("cra5 chunk predicts a field that is not bounded from another")
@@ -372,6 +401,8 @@ def unpack(buf) -> Chunk:
         chunk.residual = r.take(r.varint())
     if any(f.kind == EXACT for f in fields):
         chunk.exact = r.take(r.varint())
+    if any(f.kind == TRANSFORM for f in fields):
+        chunk.transform = r.take(r.varint())
     if r.pos != r.end:
         raise ValueError("cra5 chunk has trailing bytes after its sections")
     return chunk

@@ -8,11 +8,12 @@ chunk layout is :mod:`cra5codec.bitstream`'s, the network's side is
 from __future__ import annotations
 
 import dataclasses
+import struct
 
 import numpy as np
 
-from . import bitstream, bounded, entropy, sections, weights
-from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, padded_size  # noqa: F401
+from . import bitstream, bounded, entropy, sections, wavelet, weights
+from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, TRANSFORM, padded_size  # noqa: F401
 from .fields import check_input, describe, field_targets  # noqa: F401
 from .mode import DEFAULT_QUALITY, LEVELS, Mode
 from .network import (BATCH, BATCH_VALUES, Latents, batch_size, channel_table, code_latents, hyper,  # noqa: F401
@@ -43,8 +44,48 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     it: the network alone at its cheapest sufficient level, or an error-bounded residual
     around the network's or the neighbouring fields' prediction (or around none).
     ``network_level`` instead codes every field with the network alone at that level
-    (what a quality level meant before 0.3.0; for measuring the network).
+    (what a quality level meant before 0.3.0; for measuring the network). Where every
+    target is at least :data:`TRANSFORM_FROM` of its field's spread, the chunk is also
+    transform-coded (:mod:`cra5codec.wavelet`), and the smaller of the two is kept.
     """
+    chunk, flat, coded, targets = _describe(arr, quality, target_rmse)
+    if not coded.size:
+        return bitstream.pack(chunk)
+    described = dataclasses.replace(chunk, fields=[dataclasses.replace(f) for f in chunk.fields])
+    packed = _paths(chunk, flat, coded, targets, model, network_level)
+    if network_level is None and \
+            (targets >= TRANSFORM_FROM * np.array([described.fields[i].std for i in coded])).all():
+        other = _transformed(described, flat, coded, targets)
+        if other is not None and len(other) < len(packed):
+            return other
+    return packed
+
+
+#: the transform path is tried where every target RMSE is at least this share of its
+#: field's standard deviation: levels 1-3, which search the network anyway (below, its
+#: cost would halve the default level's speed)
+TRANSFORM_FROM = 0.05
+
+
+def _transformed(chunk, flat, coded, targets) -> bytes | None:
+    """The chunk with every field of ``coded`` transform-coded to its target (format 6),
+    or None where a target is out of the transform's reach."""
+    out = dataclasses.replace(chunk, fields=[dataclasses.replace(f) for f in chunk.fields], model_id=0,
+                              weights_tag=bytes(4), ans=b"", residual=b"", exact=b"",
+                              version=bitstream.TRANSFORM_VERSION)
+    for i in coded:
+        out.fields[i].kind = TRANSFORM
+    got = wavelet.encode_fields(out, flat, dict(zip(coded, targets)))
+    if got is None:
+        return None
+    section, check = got
+    out.transform = section + struct.pack("<I", check ^ out.header_check())
+    return bitstream.pack(out)
+
+
+def _describe(arr, quality, target_rmse):
+    """(the chunk as described before any path, its fields (n, h, w), the indices of the
+    fields to code, their target RMSEs)."""
     arr = check_input(arr)
     h, w = arr.shape[-2:]
     flat = arr.reshape(-1, h, w)
@@ -54,7 +95,7 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     chunk = bitstream.Chunk(0, b"\0" * 4, arr.dtype, arr.shape, list(infos), fortran)
     chunk.masks = sections.pack_masks([m for m in masks if m is not None])
     if not coded.size:
-        return bitstream.pack(chunk)
+        return chunk, flat, coded, np.zeros(0)
     if target_rmse is None:
         quality = DEFAULT_QUALITY if quality is None else quality
         if not 1 <= quality <= len(LEVELS):
@@ -62,6 +103,12 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
         targets = LEVELS[quality - 1] * np.array([infos[i].std for i in coded])
     else:
         targets = field_targets(target_rmse, arr.shape)[coded]
+    return chunk, flat, coded, targets
+
+
+def _paths(chunk, flat, coded, targets, model, network_level) -> bytes:
+    """:func:`encode` by the network and residual paths: the packed chunk."""
+    infos = chunk.fields
     std = np.array([infos[i].std for i in coded])
     # where the network cannot meet a target alone (below its reach) or has never paid
     # there, nor predicts a bounded field well enough to pay (bounded.NETWORK_BOUND),
@@ -235,6 +282,8 @@ def _decode(chunk: bitstream.Chunk) -> np.ndarray:
             result[latent[j]] = x
     if any(f.kind in (BOUNDED, EXACT) for f in chunk.fields):
         bounded.decode_fields(chunk, result, rt, dict(zip(latent, y_hat if latent else [])))
+    if any(f.kind == TRANSFORM for f in chunk.fields):
+        wavelet.decode_fields(chunk, result)
     for i, f in enumerate(chunk.fields):
         if f.kind == CONSTANT:
             result[i] = f.value
