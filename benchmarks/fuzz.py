@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cra5codec import bitstream  # noqa: E402  (pure Python: no torch in the parent)
-from cra5codec.bitstream import BOUNDED, CODED, CONSTANT, EXACT, _varint  # noqa: E402
+from cra5codec.bitstream import BOUNDED, CODED, CONSTANT, EXACT, TRANSFORM, _varint  # noqa: E402
 
 FAILURES = ("silent-garbage", "non-finite", "exception", "memory", "hang", "crash")
 OUTCOMES = ("refused", "identical", "altered-values") + FAILURES
@@ -104,6 +104,8 @@ def build_corpus(data_dir: Path) -> list[tuple[str, bytes]]:
         ("bounded rel auto (2, 4, 61, 120) f32", bounded.encode(zt, 1e-3, relative=True)),
         ("bounded on the values' lattice (4, 46, 101) f32", bounded.encode(gfs_t, 1e-3, quality=0)),
         ("bounded with exceptions and exact (3, 33, 49) f32", bounded.encode(uk[:3].astype(np.float32), [0.1, 1e-6, 1e-9])),
+        ("transform-coded, predicted (4, 33, 49) f32", pipeline.encode(uk[:4].astype(np.float32), quality=1)),
+        ("transform-coded, NaN (2, 33, 49) f32", pipeline.encode(uk_nan, target_rmse=0.5)),
         ("constants only (3, 8, 16) f32", pipeline.encode(np.stack([np.full((8, 16), v, np.float32)
                                                                    for v in (1.5, -2.0, 0.0)]))),
     ]
@@ -135,7 +137,7 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
 
     # the shape (and version: 2 to 5 store them alike) of a chunk of constant and all-NaN
     # fields alone is as free as their values
-    free = not (ch.latent_fields or any(f.has_mask or f.kind in (BOUNDED, EXACT) for f in ch.fields))
+    free = not (ch.latent_fields or any(f.has_mask or f.kind in (BOUNDED, EXACT, TRANSFORM) for f in ch.fields))
     for name, n in (("magic", 2), ("free version" if free else "version", 1), ("model", 1), ("tag", 4),
                     ("flags", 1), ("ndim", 1)):
         take(name, n)
@@ -158,6 +160,10 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
                     take("slope", 8), take("offset", 8)
         elif f.kind == CONSTANT:
             take("value", ch.dtype.itemsize)
+        elif f.kind == TRANSFORM:
+            take("mean", 8), take("step", 4)
+            for _ in f.weights:
+                take("weight", 4)
     if any(f.has_mask for f in ch.fields):
         take("masks", varint("masks length"))
     if ch.latent_fields:
@@ -170,6 +176,8 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
         r.take(n)
     if any(f.kind == EXACT for f in ch.fields):
         take("exact", varint("exact length"))
+    if any(f.kind == TRANSFORM for f in ch.fields):
+        take("transform", varint("transform length"))
     out.append(("crc", len(buf) - 4, len(buf)))
     return out
 

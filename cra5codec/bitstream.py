@@ -48,7 +48,7 @@ little-endian, ``varint`` = unsigned LEB128::
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
             12       transform-coded: mean (float64), quantisation step (float32),
                      then the weight (float32) of each reference, as for bounded fields
-                     (:func:`cra5codec.wavelet.transform_order`)
+                     (:func:`cra5codec.transform.transform_order`)
     then, if any field has a NaN mask:
             varint   length of the mask section
             ...      zlib-compressed packed bits of the masks of those fields, in order
@@ -73,7 +73,7 @@ little-endian, ``varint`` = unsigned LEB128::
     then, if any field is exact (version 3):
             varint   length, then zlib-compressed raw values of those fields (dtype)
     then, if any field is transform-coded (version 6):
-            varint   length, then the transform section (:mod:`cra5codec.wavelet`)
+            varint   length, then the transform section (:mod:`cra5codec.transform`)
     last    4        CRC-32 of every byte before it
 
 A bounded field decodes within its bound at every point, whatever predicts it; an exact

@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-from . import bitstream, bounded, entropy, sections, wavelet, weights
+from . import bitstream, bounded, entropy, sections, transform, weights
 from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, TRANSFORM, padded_size  # noqa: F401
 from .fields import check_input, describe, field_targets  # noqa: F401
 from .mode import DEFAULT_QUALITY, LEVELS, Mode
@@ -46,7 +46,7 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     ``network_level`` instead codes every field with the network alone at that level
     (what a quality level meant before 0.3.0; for measuring the network). Where every
     target is at least :data:`TRANSFORM_FROM` of its field's spread, the chunk is also
-    transform-coded (:mod:`cra5codec.wavelet`), and the smaller of the two is kept.
+    transform-coded (:mod:`cra5codec.transform`), and the smaller of the two is kept.
     """
     chunk, flat, coded, targets = _describe(arr, quality, target_rmse)
     if not coded.size:
@@ -75,7 +75,7 @@ def _transformed(chunk, flat, coded, targets) -> bytes | None:
                               version=bitstream.TRANSFORM_VERSION)
     for i in coded:
         out.fields[i].kind = TRANSFORM
-    got = wavelet.encode_fields(out, flat, dict(zip(coded, targets)))
+    got = transform.encode_fields(out, flat, dict(zip(coded, targets)))
     if got is None:
         return None
     section, check = got
@@ -283,7 +283,7 @@ def _decode(chunk: bitstream.Chunk) -> np.ndarray:
     if any(f.kind in (BOUNDED, EXACT) for f in chunk.fields):
         bounded.decode_fields(chunk, result, rt, dict(zip(latent, y_hat if latent else [])))
     if any(f.kind == TRANSFORM for f in chunk.fields):
-        wavelet.decode_fields(chunk, result)
+        transform.decode_fields(chunk, result)
     for i, f in enumerate(chunk.fields):
         if f.kind == CONSTANT:
             result[i] = f.value

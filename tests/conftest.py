@@ -127,7 +127,7 @@ def small_chunk(eda_zt) -> bytes:
     x[0, 2] = 273.15
     x[1, 2] = np.nan
     x[1, 0, :10] = np.nan
-    return pipeline.encode(x, quality=1)  # level 1: the network alone
+    return pipeline.encode(x, network_level=1)  # the network alone
 
 
 @pytest.fixture(scope="session")

@@ -135,7 +135,7 @@ def test_single_bit_flip_anywhere(request, which):
 
 
 def test_version_byte(era5_chunk):
-    for v in (0, 6, 255):
+    for v in (0, 7, 255):
         b = bytearray(era5_chunk)
         b[2] = v
         with pytest.raises(ValueError, match=f"version {v}"):

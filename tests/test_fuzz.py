@@ -24,13 +24,15 @@ def test_corpus_covers_every_mode_shape_class_and_dtype(corpus):
 
     parsed = [bitstream.unpack(b) for _, b in corpus]
     kinds = {f.kind for ch in parsed for f in ch.fields}
-    assert kinds == {bitstream.CODED, bitstream.CONSTANT, bitstream.ALL_NAN, bitstream.BOUNDED, bitstream.EXACT}
+    assert kinds == {bitstream.CODED, bitstream.CONSTANT, bitstream.ALL_NAN, bitstream.BOUNDED, bitstream.EXACT,
+                     bitstream.TRANSFORM}
     assert {len(ch.shape) for ch in parsed} == {2, 3, 4}
     assert {ch.dtype.itemsize for ch in parsed} == {4, 8}
     assert any(ch.fortran for ch in parsed) and any(ch.relative for ch in parsed)
     assert any(f.has_mask for ch in parsed for f in ch.fields)
     assert any(len(f.weights) == 2 for ch in parsed for f in ch.fields)  # predicted from both neighbours
     assert any(f.lattice for ch in parsed for f in ch.fields)  # coded on the values' lattice
+    assert any(f.kind == bitstream.TRANSFORM and f.weights for ch in parsed for f in ch.fields)
     kinds_per_chunk = [{f.kind for f in ch.fields} for ch in parsed]
     assert {bitstream.CODED, bitstream.BOUNDED} in kinds_per_chunk  # a target met partly by a residual
     for (_, b), ch in zip(corpus, parsed):  # the layout walks every byte

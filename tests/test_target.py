@@ -10,7 +10,7 @@ import zarr
 
 from cra5codec import (DEFAULT_QUALITY, CRA5Codec, CRA5Serializer,
                        pipeline)
-from cra5codec.bitstream import BOUNDED, CODED, EXACT, unpack
+from cra5codec.bitstream import BOUNDED, CODED, EXACT, TRANSFORM, unpack
 
 from helpers import ERA5_VARS, field_rmse
 

@@ -1,11 +1,11 @@
-"""The transform path (cra5codec.wavelet, format 6): the wavelet, coding to a target,
+"""The transform path (cra5codec.transform, cra5codec.wavelet; format 6): the wavelet, coding to a target,
 references, and damaged chunks, on real data."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cra5codec import CRA5Codec, bitstream, pipeline, wavelet
+from cra5codec import CRA5Codec, bitstream, pipeline, transform, wavelet
 from cra5codec.bitstream import TRANSFORM, unpack
 from cra5codec.mode import LEVELS
 
@@ -19,9 +19,9 @@ def test_wavelet_reconstructs_perfectly(shape, periodic):
     low, levels = wavelet.forward(x, periodic)
     assert sum(b.size for lv in levels for b in lv.values()) + low.size == x.size  # non-expansive
     np.testing.assert_allclose(wavelet.inverse(low, levels, shape, periodic), x, atol=1e-12)
-    sizes = wavelet.group_sizes(shape)
-    bands, _ = wavelet.quantise(x, 0.5, periodic)
-    assert [len(e) for e, _ in wavelet.groups(bands)] == sizes
+    sizes = transform.group_sizes(shape)
+    bands, _ = transform.quantise(x, 0.5, periodic)
+    assert [len(e) for e, _ in transform.groups(bands)] == sizes
 
 
 def _transformed(x, quality):
