@@ -328,3 +328,14 @@ def neighbour_base(r1, w1, m1, r2, w2, m2, k, unit, max_units):
             v = 0.0
         out[i] = _round(min(max(v, -max_units), max_units))
     return out
+
+
+@njit(cache=True, nogil=True)
+def step_error(a, d, rho):
+    """``transform.choose_step``'s estimate: the sum of squared errors of magnitudes
+    ``a`` quantised at step ``d`` with rounding offset ``rho``."""
+    s = 0.0
+    for v in a:
+        e = v - math.floor(v / d + rho) * d
+        s += e * e
+    return s

@@ -263,8 +263,7 @@ def choose_step(x: np.ndarray, valid: np.ndarray, base, target: float, dtype, pe
         lo, hi = goal * 0.25, goal * 64.0
         for _ in range(16):
             mid = math.sqrt(lo * hi)
-            e = a - np.floor(a / mid + RHO) * mid
-            lo, hi = (mid, hi) if math.sqrt(float(e @ e) / n) <= goal else (lo, mid)
+            lo, hi = (mid, hi) if math.sqrt(kernels.step_error(a, mid, RHO) / n) <= goal else (lo, mid)
         return float(np.float32(lo))
 
     goal, best = target, None

@@ -92,3 +92,13 @@ def test_prediction_from_neighbours_as_numpy_computes_it(era5_native, dtype, n_r
     for weights in (w, [3e5] * n_refs):
         f.before, f.after = weights[0], (weights[1] if n_refs == 2 else None)
         np.testing.assert_array_equal(prediction.base(f, refs, ref_infos), prediction._base(f, refs, ref_infos))
+
+
+def test_step_error_is_the_quantisation_error(era5_native):
+    """The transform's step search: the compiled error of a step is numpy's."""
+    from cra5codec import transform
+
+    a = np.abs(np.diff(era5_native[0].astype(np.float64), axis=1)).ravel()
+    for d in (0.01, 0.3, 5.0):
+        e = a - np.floor(a / d + transform.RHO) * d
+        np.testing.assert_allclose(kernels.step_error(a, d, transform.RHO), e @ e, rtol=1e-10)
