@@ -62,8 +62,8 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
 
 
 #: the transform path is tried where every target RMSE is at least this share of its
-#: field's standard deviation: levels 1-3, which search the network anyway (below, its
-#: cost would halve the default level's speed)
+#: field's standard deviation: levels 1-3 (below, where it seldom wins, its cost would
+#: slow the default level by half)
 TRANSFORM_FROM = 0.05
 
 
@@ -110,12 +110,13 @@ def _paths(chunk, flat, coded, targets, model, network_level) -> bytes:
     """:func:`encode` by the network and residual paths: the packed chunk."""
     infos = chunk.fields
     std = np.array([infos[i].std for i in coded])
-    # where the network cannot meet a target alone (below its reach) or has never paid
-    # there, nor predicts a bounded field well enough to pay (bounded.NETWORK_BOUND),
-    # it does not run at all
-    search = np.flatnonzero(targets >= max(REACH_MARGIN * weights.reach(model), weights.pays(model)) * std)
+    # where the network has never paid (searched or predicting: weights.PAYS), or cannot
+    # meet a target alone (below its reach) nor predicts a bounded field well enough to
+    # pay (bounded.NETWORK_BOUND), it does not run at all
+    pays = targets >= weights.pays(model) * std
+    search = np.flatnonzero(pays & (targets >= REACH_MARGIN * weights.reach(model) * std))
     if network_level is None and not search.size and \
-            not (RESIDUAL_BOUND * targets >= bounded.NETWORK_BOUND * std).any():
+            not (pays & (RESIDUAL_BOUND * targets >= bounded.NETWORK_BOUND * std)).any():
         return _cheapest(chunk, flat, coded, None, np.zeros(len(coded), int), targets,
                          np.full(len(coded), np.inf), model)
     rt = runtime(model)
@@ -169,7 +170,8 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
     """The packed chunk with each field of ``coded`` coded by the cheaper of: the network
     alone at ``levels`` (where ``bits`` is finite: it meets the target there), and a
     bounded field (the network's or the neighbours' prediction plus a coded residual,
-    or the residual alone) whose RMSE meets ``targets``; all in one entropy-coded stream."""
+    or the residual alone) whose RMSE meets ``targets``; all in one entropy-coded stream.
+    Without ``latents`` the network does not run at all."""
     original = [dataclasses.replace(f) for f in chunk.fields]
     bounds = np.full(len(flat), np.nan)
     bounds[coded] = RESIDUAL_BOUND * targets
@@ -181,7 +183,8 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
         # the entropy coding waits for the attempt that is kept; each field moves its own
         # bound to its target (choice.retarget); a widened attempt keeps the first one's
         # choice of references
-        got = bounded.encode_into(chunk, flat, list(coded), bounds, model=model, alone=alone, latents=latents,
+        got = bounded.encode_into(chunk, flat, list(coded), bounds, quality=0 if latents is None else None,
+                                  model=model, alone=alone, latents=latents,
                                   pack=False, references=hint,
                                   targets=dict(zip(coded, targets)) if attempt < 2 else None)
         index = np.array([i for i in coded if chunk.fields[i].kind == BOUNDED], dtype=int)

@@ -43,15 +43,15 @@ def test_cli_help_needs_no_torch():
 
 
 def test_coded_chunk_loads_torch():
-    """...and the first chunk at a level the network serves does load it (sanity check
-    of the tests above); the default level, where the network has never paid
-    (``weights.PAYS``), does not."""
+    """...and the first chunk at a target the network serves (coarser than every quality
+    level) does load it (sanity check of the tests above); the quality levels, where the
+    network has not paid since the transform path (``weights.PAYS``), do not."""
     run_python("import sys, numpy as np\n"
                "from cra5codec import CRA5Codec\n"
                "x = np.random.default_rng(0).standard_normal((32, 64)).astype('f4')\n"
-               "CRA5Codec().encode(x)\n"
+               "CRA5Codec().encode(x), CRA5Codec(quality=1).encode(x)\n"
                "assert 'torch' not in sys.modules\n"
-               "CRA5Codec(quality=1).encode(x)\n"
+               "CRA5Codec(target_rmse=0.3 * x.std()).encode(x)\n"
                "assert 'torch' in sys.modules\n")
 
 

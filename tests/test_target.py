@@ -65,10 +65,14 @@ def test_one_target_for_all_fields(era5_regridded):
     assert field_rmse(y, x)[0] <= 1.5
 
 
-def test_targets_below_the_network_are_met_by_a_coded_residual(era5_regridded, levels_rmse):
+def test_targets_below_the_network_are_met_by_a_coded_residual(era5_regridded, levels_rmse, monkeypatch):
     """No error floor: a field whose target the network cannot reach is coded as its
     prediction plus an error-bounded residual (in the same chunk as a field the network
-    codes alone), and meets the target within 15 %; no warning."""
+    codes alone), and meets the target within 15 %; no warning. (The network runs at
+    these targets only with its gate, ``weights.PAYS``, open.)"""
+    from cra5codec import weights
+
+    monkeypatch.setitem(weights.PAYS, weights.DEFAULT_MODEL, 0.0)
     x = era5_regridded[0, :2]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
