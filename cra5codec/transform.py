@@ -101,13 +101,12 @@ def _low_values(e: np.ndarray) -> np.ndarray:
     return q
 
 
-def quantise(x: np.ndarray, step: float, periodic: bool):
+def quantise(x: np.ndarray, step: float, periodic: bool, coefficients=None):
     """(bands in decode order with their integer symbols q, the reconstruction) of ``x``
-    (float64, NaN-free) at ``step``."""
+    (float64, NaN-free) at ``step``; ``coefficients``: its :func:`forward`, where known."""
     shape = x.shape
-    low, levels = forward(x, periodic)
     out = []
-    for j, key, band in _bands(low, levels, shape):
+    for j, key, band in _bands(*(coefficients or forward(x, periodic)), shape):
         st = step / band_norm(j, key, shape)
         q = (np.sign(band) * np.floor(np.abs(band) / st + RHO)).astype(np.int64)
         out.append((j, key, q))
@@ -269,7 +268,7 @@ def choose_step(x: np.ndarray, valid: np.ndarray, base, target: float, dtype, pe
     goal, best = target, None
     for k in range(2 * RETRIES):
         step = largest(goal)
-        bands, y = quantise(z, step, periodic)
+        bands, y = quantise(z, step, periodic, (low, levels))
         decoded = (y + base).astype(dtype)
         err = math.sqrt(float(np.mean((decoded[valid].astype(np.float64) - x[valid]) ** 2)))
         if err <= target:
