@@ -216,17 +216,20 @@ def _parameters(data: bytes, pos: int):
     return sh, a, b
 
 
-def decode_bands(coder, shape, params) -> list[tuple[int, str, np.ndarray]]:
+def decode_bands(coder, shape, params) -> tuple[list, list[np.ndarray]]:
     """The bands' symbols of one field from the shared ANS decoder (the inverse of
-    :func:`groups` and :func:`lay_out`)."""
-    tc, it, out, by_key = laplace_coder(), iter(params), [], {}
+    :func:`groups` and :func:`lay_out`), and every group's symbols, in order."""
+    tc, it, out, by_key, decoded = laplace_coder(), iter(params), [], {}, []
 
     def take(c):
         par = next(it)
         if par is None:
-            return np.zeros(len(c), np.int64)
-        sh, a, b = par
-        return (tc.decode(coder, residual._table_index(a, b, c, sh)) << sh) + pop_raw(coder, len(c), sh)
+            e = np.zeros(len(c), np.int64)
+        else:
+            sh, a, b = par
+            e = (tc.decode(coder, residual._table_index(a, b, c, sh)) << sh) + pop_raw(coder, len(c), sh)
+        decoded.append(e)
+        return e
 
     for j, key, s in band_shapes(shape):
         if j < 0:
@@ -239,7 +242,7 @@ def decode_bands(coder, shape, params) -> list[tuple[int, str, np.ndarray]]:
             q[~first] = take(_second_context(q, first, parent)[~first])
         by_key[(j, key)] = q
         out.append((j, key, q))
-    return out
+    return out, decoded
 
 
 # ------------------------------------------------------------------------------ fields
@@ -385,8 +388,8 @@ def decode_fields(chunk, result: np.ndarray) -> None:
             if (f.before is not None and before is None) or (f.after is not None and after is None):
                 raise ValueError("cra5 chunk predicts a field from a reference it does not have")
             refs = [r for r, w in zip((before, after), (f.before, f.after)) if w is not None]
-            bands = decode_bands(coder, shape, par)
-            arrays += [e for e, _ in groups(bands)]
+            bands, symbols = decode_bands(coder, shape, par)
+            arrays += symbols
             result[i] = reconstruct(bands, f.step, shape, f.periodic) + _base(f, refs, result, chunk.fields)
     except ValueError:
         raise
