@@ -31,10 +31,13 @@ after. The chunk's transform section holds, per such field in decode order, its 
 header (a bit per group, low bit first, set where every symbol of the group is zero;
 then shift, ``a``, ``b``, a byte each, of every other group of at least
 :data:`cra5codec.residual.SMALL` symbols; then one shift, ``a``, ``b`` shared by the
-smaller ones), then the ANS words of every field's symbols in decode order, then the
-CRC-32 of the decoded symbols (int64, in order) XOR the header's check. Groups run: the
-low band, then from the coarsest level to the finest, the bands of a level in
-:func:`cra5codec.wavelet.forward`'s order, each its two halves.
+smaller ones), then the ANS words of every field's symbols, then the CRC-32 of the decoded symbols (int64, field by field, group by group) XOR the header's
+check. Groups run: the low band, then from the coarsest level to the finest, the bands
+of a level in :func:`cra5codec.wavelet.forward`'s order, each its two halves. The words
+hold the symbols group by group (:func:`push`): a group's high parts in every field at
+once, under their own tables, then each field's raw low bits, so a chunk of n fields
+decodes in n times fewer coder calls than field by field (level 3 of a (6, 181, 360)
+chunk: 16 -> 28 MB/s).
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ import numpy as np
 
 from . import kernels, prediction, residual
 from .bitstream import TRANSFORM
-from .entropy import HIGH_BITS, SCALES, laplace_bits, laplace_coder, new_decoder, new_encoder, pop_raw
+from .entropy import HIGH_BITS, SCALES, laplace_bits, laplace_coder, new_decoder, new_encoder, pop_raw, push_raw
 from .wavelet import _keys, _splits, band_norm, forward, inverse
 
 #: rounding offset of the quantiser (1/2 would be plain rounding)
@@ -158,11 +161,26 @@ def lay_out(bands) -> tuple[bytes, list, list[np.ndarray]]:
     header += bytes(params[small[0]]) if small else b""
     symbols = []
     for i, (e, c) in enumerate(gs):
-        if not zero[i]:
-            sh, ka, kb = params[i]
-            hi = e >> sh
-            symbols.append((hi, residual._table_index(residual.dq8(ka), residual.dq8(kb), c, sh), e - (hi << sh), sh))
+        if zero[i]:
+            symbols.append(None)
+            continue
+        sh, ka, kb = params[i]
+        hi = e >> sh
+        symbols.append((hi, residual._table_index(residual.dq8(ka), residual.dq8(kb), c, sh), e - (hi << sh), sh))
     return header, symbols, [e for e, _ in gs]
+
+
+def push(coder, fields: list[list]) -> None:
+    """Push the symbols of every field (:func:`lay_out`'s, a list per field) group by
+    group: the high parts of a group in all the fields in one call, then each field's
+    raw low bits (the decoder pops them in this order)."""
+    tc = laplace_coder()
+    for g in reversed(range(len(fields[0]) if fields else 0)):
+        live = [f[g] for f in fields if f[g] is not None]
+        for _, _, lo, sh in reversed(live):
+            push_raw(coder, lo, sh)
+        if live:
+            tc.encode(coder, np.concatenate([s[0] for s in live]), np.concatenate([s[1] for s in live]))
 
 
 @functools.lru_cache(maxsize=32)
@@ -216,33 +234,47 @@ def _parameters(data: bytes, pos: int):
     return sh, a, b
 
 
-def decode_bands(coder, shape, params) -> tuple[list, list[np.ndarray]]:
-    """The bands' symbols of one field from the shared ANS decoder (the inverse of
-    :func:`groups` and :func:`lay_out`), and every group's symbols, in order."""
-    tc, it, out, by_key, decoded = laplace_coder(), iter(params), [], {}, []
-
-    def take(c):
-        par = next(it)
-        if par is None:
-            e = np.zeros(len(c), np.int64)
-        else:
-            sh, a, b = par
-            e = (tc.decode(coder, residual._table_index(a, b, c, sh)) << sh) + pop_raw(coder, len(c), sh)
-        decoded.append(e)
-        return e
-
+def _band_decoder(shape):
+    """A field's decoding, group by group: yields each group's contexts and is sent the
+    group's decoded symbols; returns the bands (the inverse of :func:`groups`)."""
+    out, by_key = [], {}
     for j, key, s in band_shapes(shape):
         if j < 0:
-            q = _low_values(take(np.zeros(s[0] * s[1])).reshape(s))
+            q = _low_values((yield np.zeros(s[0] * s[1])).reshape(s))
         else:
             q = np.zeros(s, np.int64)
             parent = _parent_context(by_key.get((j + 1, key)), s)
             first = _first_half(s)
-            q[first] = take(parent[first])
-            q[~first] = take(_second_context(q, first, parent)[~first])
+            q[first] = yield parent[first]
+            q[~first] = yield _second_context(q, first, parent)[~first]
         by_key[(j, key)] = q
         out.append((j, key, q))
-    return out, decoded
+    return out
+
+
+def decode_bands(coder, shape, params: list[list]) -> tuple[list, list[list[np.ndarray]]]:
+    """Every field's bands from the shared ANS decoder, in the order :func:`push` pushed
+    them, given each field's group parameters; and each field's groups' symbols."""
+    tc = laplace_coder()
+    fields = [_band_decoder(shape) for _ in params]
+    contexts = [next(f) for f in fields]
+    symbols, bands = [[] for _ in fields], [None] * len(fields)
+    for g in range(len(group_sizes(shape))):
+        live = [k for k, par in enumerate(params) if par[g] is not None]
+        tables = [residual._table_index(params[k][g][1], params[k][g][2], contexts[k], params[k][g][0]) for k in live]
+        hi = tc.decode(coder, np.concatenate(tables)) if live else None
+        at = np.cumsum([0] + [len(t) for t in tables])
+        for n, k in enumerate(live):
+            sh = params[k][g][0]
+            symbols[k].append((hi[at[n]:at[n + 1]] << sh) + pop_raw(coder, len(tables[n]), sh))
+        for k, f in enumerate(fields):
+            if params[k][g] is None:
+                symbols[k].append(np.zeros(len(contexts[k]), np.int64))
+            try:
+                contexts[k] = f.send(symbols[k][-1])
+            except StopIteration as done:
+                bands[k] = done.value
+    return bands, symbols
 
 
 # ------------------------------------------------------------------------------ fields
@@ -341,11 +373,11 @@ def encode_fields(chunk, flat, targets: dict) -> tuple[bytes, int] | None:
         f.step, bands, decoded[i] = got
         header, sym, arrays = lay_out(bands)
         headers.append(header)
-        symbols += sym
+        symbols.append(sym)
         checks += arrays
     coder = new_encoder()
-    residual.push(coder, symbols)
-    words = coder.get_compressed().astype("<u4").tobytes() if symbols else b""
+    push(coder, symbols)
+    words = coder.get_compressed().astype("<u4").tobytes()
     return b"".join(headers) + words, _check(checks)
 
 
@@ -381,19 +413,17 @@ def decode_fields(chunk, result: np.ndarray) -> None:
     if len(words) % 4:
         raise ValueError("cra5 transform section is not whole 32-bit words")
     coder = new_decoder(np.frombuffer(words, dtype="<u4"))
-    arrays = []
     try:
-        for (i, before, after), par in zip(order, params):
-            f = chunk.fields[i]
-            if (f.before is not None and before is None) or (f.after is not None and after is None):
-                raise ValueError("cra5 chunk predicts a field from a reference it does not have")
-            refs = [r for r, w in zip((before, after), (f.before, f.after)) if w is not None]
-            bands, symbols = decode_bands(coder, shape, par)
-            arrays += symbols
-            result[i] = reconstruct(bands, f.step, shape, f.periodic) + _base(f, refs, result, chunk.fields)
+        bands, symbols = decode_bands(coder, shape, params)
     except ValueError:
         raise
     except Exception as exc:  # constriction reports exhausted or invalid streams this way
         raise ValueError(f"cra5 transform section is invalid: {exc}") from None
-    if _check(arrays) ^ chunk.header_check() != int.from_bytes(data[-4:], "little"):
+    if _check([e for field in symbols for e in field]) ^ chunk.header_check() != int.from_bytes(data[-4:], "little"):
         raise ValueError("cra5 chunk's transform section decoded to different symbols than were encoded")
+    for (i, before, after), field in zip(order, bands):
+        f = chunk.fields[i]
+        if (f.before is not None and before is None) or (f.after is not None and after is None):
+            raise ValueError("cra5 chunk predicts a field from a reference it does not have")
+        refs = [r for r, w in zip((before, after), (f.before, f.after)) if w is not None]
+        result[i] = reconstruct(field, f.step, shape, f.periodic) + _base(f, refs, result, chunk.fields)
