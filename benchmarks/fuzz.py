@@ -162,9 +162,9 @@ def layout(buf: bytes) -> list[tuple[str, int, int]]:
         elif f.kind == CONSTANT:
             take("value", ch.dtype.itemsize)
         elif f.kind == TRANSFORM:
-            take("mean", 8), take("step", 4)
+            take("mean", 4), take("step", 2)
             for _ in f.weights:
-                take("weight", 4)
+                take("weight", 2)
     if any(f.has_mask for f in ch.fields):
         take("masks", varint("masks length"))
     if ch.latent_fields:

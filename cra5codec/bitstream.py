@@ -46,8 +46,9 @@ little-endian, ``varint`` = unsigned LEB128::
                      (float64) of the prediction a * x' + b, x' the previous field's
                      grid values mean' + u' * m'
             4 | 8    constant: the value (in the chunk's dtype, so it is exact)
-            12       transform-coded: mean (float64), quantisation step (float32),
-                     then the weight (float32) of each reference, as for bounded fields
+            6        transform-coded: mean (float32), quantisation step as bytes e, m:
+                     (256 + m) x 2 ** (e - 136); then the weight (float16) of each
+                     reference (a bounded field's are float32)
                      (:func:`cra5codec.transform.transform_order`)
     then, if any field has a NaN mask:
             varint   length of the mask section
@@ -122,6 +123,19 @@ ALIGN = 32
 #: same names raise them
 MAX_CHUNK_VALUES = 2 ** 26
 MAX_FIELD_VALUES = 2 ** 21
+
+
+def step_code(step: float) -> tuple[int, int]:
+    """A transform step as two bytes (e, m): the largest (256 + m) x 2 ** (e - 136) at
+    most ``step`` (0.4 % apart; exact in binary floating point on every machine)."""
+    fr, ex = math.frexp(step)  # step = fr * 2 ** ex, 0.5 <= fr < 1
+    e = min(max(ex - 1 + 128, 0), 255)
+    m = min(max(int(math.ldexp(step, 136 - e)) - 256, 0), 255)
+    return e, m
+
+
+def step_value(e: int, m: int) -> float:
+    return math.ldexp(256 + m, e - 136)
 
 
 def padded_size(n: int) -> int:
@@ -273,7 +287,7 @@ def _header(chunk: Chunk) -> bytearray:
                     | (_T_AFTER if f.after is not None else 0))
         out.append(f.kind | (_HAS_MASK if f.has_mask else 0) | refs)
         if f.kind == TRANSFORM:
-            out += struct.pack("<df", f.mean, f.step) + b"".join(struct.pack("<f", w) for w in f.weights)
+            out += struct.pack("<fBB", f.mean, *step_code(f.step)) + b"".join(struct.pack("<e", w) for w in f.weights)
         elif f.kind == BOUNDED and version >= 5:
             out += struct.pack("<fB", f.mean, f.quality)
             if f.quality:
@@ -356,9 +370,10 @@ def unpack(buf) -> Chunk:
             raise ValueError("cra5 chunk predicts a field from a previous field that is not bounded")
         if f.kind == TRANSFORM:
             f.periodic = bool(refs & _PERIODIC)
-            f.mean, f.step = r.unpack("df")
-            f.before = r.unpack("f")[0] if refs & _T_BEFORE else None
-            f.after = r.unpack("f")[0] if refs & _T_AFTER else None
+            f.mean, e, m = r.unpack("fBB")
+            f.step = step_value(e, m)
+            f.before = r.unpack("e")[0] if refs & _T_BEFORE else None
+            f.after = r.unpack("e")[0] if refs & _T_AFTER else None
             if not (np.isfinite(f.mean) and np.isfinite(f.step) and f.step > 0
                     and all(np.isfinite(w) for w in f.weights)):
                 raise ValueError("cra5 chunk has an invalid transform step or weight")

@@ -24,8 +24,10 @@ keeps it for a chunk where it comes out smaller.
   A symbol is coded as :mod:`cra5codec.residual` codes one, under a discretised Laplace
   of scale ``a + b c`` (``a``, ``b`` a byte each per group).
 
-Layout (format 6): a field of kind 5 has the record mean (float64), step ``d``
-(float32), then a weight (float32) per reference; bit 6 of its kind byte is set where
+Layout (format 6): a field of kind 5 has the record mean (float32), step ``d`` (two
+bytes, :func:`cra5codec.bitstream.step_code`), then a weight (float16) per reference
+(the record is 7-11 bytes: on fields of a few thousand points coded to 50-70 bytes at
+level 1 it matters); bit 6 of its kind byte is set where
 longitude is periodic, bits 5 and 4 where it is predicted from its reference before,
 after. The chunk's transform section holds, per such field in decode order, its groups'
 header (a bit per group, low bit first, set where every symbol of the group is zero;
@@ -48,7 +50,7 @@ import zlib
 import numpy as np
 
 from . import kernels, prediction, residual
-from .bitstream import TRANSFORM
+from .bitstream import TRANSFORM, step_code, step_value
 from .entropy import HIGH_BITS, SCALES, laplace_bits, laplace_coder, new_decoder, new_encoder, pop_raw, push_raw
 from .wavelet import _keys, _splits, band_norm, forward, inverse
 
@@ -298,7 +300,7 @@ def choose_step(x: np.ndarray, valid: np.ndarray, base, target: float, dtype, pe
         for _ in range(16):
             mid = math.sqrt(lo * hi)
             lo, hi = (mid, hi) if math.sqrt(kernels.step_error(a, mid, RHO) / n) <= goal else (lo, mid)
-        return float(np.float32(lo))
+        return step_value(*step_code(lo))
 
     goal, best = target, None
     for k in range(2 * RETRIES):
@@ -355,12 +357,15 @@ def encode_fields(chunk, flat, targets: dict) -> tuple[bytes, int] | None:
     headers, symbols, checks, decoded = [], [], [], {}
     for i, before, after in transform_order(chunk):
         f, x = chunk.fields[i], flat[i]
+        f.mean = float(np.float32(f.mean))  # what the record keeps
         valid = np.isfinite(x)
         refs = [r for r in (before, after) if r is not None]
         f.before = f.after = None
         if refs:
             weights = prediction.fit(np.where(valid, x, np.nan), f, [decoded[r] for r in refs],
                                      [chunk.fields[r] for r in refs])
+            with np.errstate(over="ignore"):
+                weights = [float(np.float16(w)) if np.isfinite(np.float16(w)) else 0.0 for w in weights]
             prediction.set_weights(f, refs, i, weights)
             resid = x[valid] - _base(f, refs, decoded, chunk.fields)[valid]
             if resid.var() > PREDICT_BELOW * x[valid].var():
