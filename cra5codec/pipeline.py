@@ -51,14 +51,11 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     chunk, flat, coded, targets = _describe(arr, quality, target_rmse)
     if not coded.size:
         return bitstream.pack(chunk)
-    described = dataclasses.replace(chunk, fields=[dataclasses.replace(f) for f in chunk.fields])
+    other = None  # first: the other paths change the chunk's records
+    if network_level is None and (targets >= TRANSFORM_FROM * np.array([chunk.fields[i].std for i in coded])).all():
+        other = _transformed(chunk, flat, coded, targets)
     packed = _paths(chunk, flat, coded, targets, model, network_level)
-    if network_level is None and \
-            (targets >= TRANSFORM_FROM * np.array([described.fields[i].std for i in coded])).all():
-        other = _transformed(described, flat, coded, targets)
-        if other is not None and len(other) < len(packed):
-            return other
-    return packed
+    return other if other is not None and len(other) < len(packed) else packed
 
 
 #: the transform path is tried where every target RMSE is at least this share of its
