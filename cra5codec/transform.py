@@ -150,8 +150,7 @@ def _fit(e, c):
 
 def lay_out(bands) -> tuple[bytes, list, list[np.ndarray]]:
     """A field's group header, its symbols per group for :func:`push` (None for a group of
-    zeros), and the
-    symbol arrays for the check."""
+    zeros), and the symbol arrays for the check."""
     gs = groups(bands)
     zero = [not e.any() for e, _ in gs]
     small = [i for i, (e, _) in enumerate(gs) if not zero[i] and e.size < residual.SMALL]
