@@ -65,13 +65,17 @@ def test_same_bytes_and_values_with_one_or_two_threads(tmp_path, uk_t2m):
             "x = np.load('x.npy')\n"
             "open(f'plain{N}.cra5', 'wb').write(pipeline.encode(x))\n"
             "open(f'bounded{N}.cra5', 'wb').write(bounded.encode(x, 0.05, quality=2))\n"
+            "open(f'transform{N}.cra5', 'wb').write(pipeline.encode(x, quality=1))\n"
             "np.save(f'y{N}.npy', pipeline.decode(open('plain1.cra5', 'rb').read()))\n"
-            "np.save(f'b{N}.npy', pipeline.decode(open('bounded1.cra5', 'rb').read()))\n")
+            "np.save(f'b{N}.npy', pipeline.decode(open('bounded1.cra5', 'rb').read()))\n"
+            "np.save(f't{N}.npy', pipeline.decode(open('transform1.cra5', 'rb').read()))\n")
     for n in ("1", "2"):
         run_python(f"N = {n}\n" + code, cwd=tmp_path, env={"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n})
-    for kind in ("plain", "bounded"):
+    for kind in ("plain", "bounded", "transform"):
         assert (tmp_path / f"{kind}1.cra5").read_bytes() == (tmp_path / f"{kind}2.cra5").read_bytes(), kind
-    np.testing.assert_array_equal(np.load(tmp_path / "b1.npy"), np.load(tmp_path / "b2.npy"))
+    assert (tmp_path / "transform1.cra5").read_bytes()[2] == 6  # level 1 takes the transform here
+    for kind in "bt":  # the residual and the transform decode bit for bit
+        np.testing.assert_array_equal(np.load(tmp_path / f"{kind}1.npy"), np.load(tmp_path / f"{kind}2.npy"))
     y1, y2 = np.load(tmp_path / "y1.npy"), np.load(tmp_path / "y2.npy")
     np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-6 * np.abs(y1).max())
 
