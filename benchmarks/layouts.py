@@ -222,17 +222,17 @@ def references(kind: str):
     """Encode with the references of ``kind`` (:data:`REFERENCES`): the encoder's order
     of bounded fields, and of transform-coded ones, keeps only the neighbour before, or
     none. A field's record names the references it uses, so the decoder needs no switch."""
-    from cra5codec import prediction, transform
+    from cra5codec import prediction
 
-    orders = prediction.bounded_order, transform.transform_order
+    orders = prediction.bounded_order, prediction.transform_order
     keep = {"both sides": lambda i, b, a: (i, b, a), "before only": lambda i, b, a: (i, b, None),
             "none": lambda i, b, a: (i, None, None)}[kind]
     prediction.bounded_order = lambda chunk: [keep(*t) for t in orders[0](chunk)]
-    transform.transform_order = lambda chunk: [keep(*t) for t in orders[1](chunk)]
+    prediction.transform_order = lambda chunk: [keep(*t) for t in orders[1](chunk)]
     try:
         yield
     finally:
-        prediction.bounded_order, transform.transform_order = orders
+        prediction.bounded_order, prediction.transform_order = orders
 
 
 def ablation(chunks, st, raw) -> list[dict]:

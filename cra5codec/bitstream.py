@@ -49,7 +49,7 @@ little-endian, ``varint`` = unsigned LEB128::
             6        transform-coded: mean (float32), quantisation step as bytes e, m:
                      (256 + m) x 2 ** (e - 136); then the weight (float16) of each
                      reference (a bounded field's are float32)
-                     (:func:`cra5codec.transform.transform_order`)
+                     (:func:`cra5codec.prediction.transform_order`)
     then, if any field has a NaN mask:
             varint   length of the mask section
             ...      zlib-compressed packed bits of the masks of those fields, in order

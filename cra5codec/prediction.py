@@ -9,14 +9,16 @@ prediction ``mean + sum of w * (x_r - mean_r)`` maps its references' decoded val
 ``x_r`` onto its own: per-field weights fitted by least squares absorb the change of
 scale from level to level. The prediction is only the ``base`` that the residual coder
 refines; the bound holds whatever it is. Encoder and decoder compute it from the same
-numbers with the same float64 operations, so they agree to the bit.
+numbers with the same float64 operations, so they agree to the bit. Transform-coded
+fields (:mod:`cra5codec.transform`) decode in the same order among themselves
+(:func:`transform_order`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import kernels
-from .bitstream import BOUNDED, Chunk, Field
+from .bitstream import BOUNDED, TRANSFORM, Chunk, Field
 
 #: the most grid units a prediction may reach (int64 arithmetic stays exact beyond)
 MAX_UNITS = 2.0 ** 50
@@ -43,13 +45,26 @@ def bounded_order(chunk: Chunk) -> list[tuple[int, int | None, int | None]]:
     bounded = [i for i, f in enumerate(chunk.fields) if f.kind == BOUNDED]
     if chunk.version < 5:
         return [(i, p if p == i - 1 else None, None) for p, i in zip([None] + bounded, bounded)]
+    return _line_order(chunk, BOUNDED)
+
+
+def transform_order(chunk: Chunk) -> list[tuple[int, int | None, int | None]]:
+    """The transform-coded fields (format 6) in the order they decode, each with the
+    fields it may be predicted from, as :func:`bounded_order` orders bounded ones."""
+    return _line_order(chunk, TRANSFORM)
+
+
+def _line_order(chunk: Chunk, kind: int) -> list[tuple[int, int | None, int | None]]:
+    """The fields of ``kind``, line by line along axis -3 in :func:`hierarchy` order,
+    each with the nearest fields of its kind of its line decoded before it, before and
+    after it: ``(i, before, after)``."""
     n = chunk.shape[-3] if len(chunk.shape) > 2 else 1
     out = []
     for start in range(0, len(chunk.fields), n):
         done = []
         for k in hierarchy(n):
             i = start + k
-            if chunk.fields[i].kind == BOUNDED:
+            if chunk.fields[i].kind == kind:
                 out.append((i, max((j for j in done if j < i), default=None),
                             min((j for j in done if j > i), default=None)))
                 done.append(i)

@@ -7,11 +7,11 @@ wavelet (:mod:`cra5codec.wavelet`). It meets an RMSE target, not a pointwise bou
 only the quality levels and RMSE targets use it; :func:`cra5codec.pipeline.encode`
 keeps it for a chunk where it comes out smaller.
 
-* **Prediction**: the fields decode in :func:`transform_order` (along each line of axis
-  -3, coarse to fine, as bounded fields do), and a field may be predicted from its
-  nearest decoded neighbours before and after, ``mean + sum of w * (x_r - mean_r)``
-  with least-squares weights (:func:`cra5codec.prediction.fit`); the transform codes
-  what the prediction misses.
+* **Prediction**: the fields decode in :func:`cra5codec.prediction.transform_order`
+  (along each line of axis -3, coarse to fine, as bounded fields do), and a field may be
+  predicted from its nearest decoded neighbours before and after, ``mean + sum of w *
+  (x_r - mean_r)`` with least-squares weights (:func:`cra5codec.prediction.fit`); the
+  transform codes what the prediction misses.
 * **Quantisation**: one step ``d`` per field (its record), ``d / norm`` in each band,
   ``norm`` the band's synthesis gain (:func:`cra5codec.wavelet.band_norm`), so every
   band's error weighs the same in the field: ``q = sign(c) floor(|c| / step + RHO)``,
@@ -50,7 +50,7 @@ import zlib
 import numpy as np
 
 from . import kernels, prediction, residual
-from .bitstream import TRANSFORM, step_code, step_value
+from .bitstream import step_code, step_value
 from .entropy import HIGH_BITS, SCALES, laplace_bits, laplace_coder, new_decoder, new_encoder, pop_raw, push_raw
 from .wavelet import _keys, _splits, band_norm, forward, inverse
 
@@ -320,23 +320,6 @@ def choose_step(x: np.ndarray, valid: np.ndarray, base, target: float, dtype, pe
     return best
 
 
-def transform_order(chunk) -> list[tuple[int, int | None, int | None]]:
-    """The transform-coded fields in the order they decode, each with the fields it may
-    be predicted from, as :func:`cra5codec.prediction.bounded_order` orders bounded ones:
-    along each line of axis -3 coarse to fine, the nearest decoded before and after."""
-    n = chunk.shape[-3] if len(chunk.shape) > 2 else 1
-    out = []
-    for start in range(0, len(chunk.fields), n):
-        done = []
-        for k in prediction.hierarchy(n):
-            i = start + k
-            if chunk.fields[i].kind == TRANSFORM:
-                out.append((i, max((j for j in done if j < i), default=None),
-                            min((j for j in done if j > i), default=None)))
-                done.append(i)
-    return out
-
-
 def _base(f, refs, decoded, fields):
     """The prediction of field ``f`` from its references' decoded values (float64)."""
     p = np.full(decoded[refs[0]].shape if refs else (), f.mean)
@@ -355,7 +338,7 @@ def encode_fields(chunk, flat, targets: dict) -> tuple[bytes, int] | None:
     ``flat`` (n, h, w) to their RMSE ``targets`` (by field index): the transform section
     (without its check) and the check; None where a target is not met."""
     headers, symbols, checks, decoded = [], [], [], {}
-    for i, before, after in transform_order(chunk):
+    for i, before, after in prediction.transform_order(chunk):
         f, x = chunk.fields[i], flat[i]
         f.mean = float(np.float32(f.mean))  # what the record keeps
         valid = np.isfinite(x)
@@ -409,7 +392,7 @@ def decode_fields(chunk, result: np.ndarray) -> None:
     data, shape = chunk.transform, tuple(chunk.shape[-2:])
     if len(data) < 4:
         raise ValueError("cra5 transform section is truncated")
-    order = transform_order(chunk)
+    order = prediction.transform_order(chunk)
     pos, params = 0, []
     for _ in order:
         par, pos = read_header(data, pos, shape)
