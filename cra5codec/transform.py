@@ -285,11 +285,11 @@ RETRIES = 4
 
 
 def choose_step(x: np.ndarray, valid: np.ndarray, base, target: float, dtype, periodic: bool):
-    """The coarsest step (float32) at which ``x - base`` codes to a decoded field
-    (``dtype``) with an RMSE within ``target`` over ``valid``: a bisection on the
-    coefficients' error (the transform is near orthogonal) for a goal, checked on the
-    decoded field, the goal moved by what the check found. Returns (step, bands,
-    decoded) or None where no step tried meets it."""
+    """The coarsest step (as stored: :func:`cra5codec.bitstream.step_code`) at which
+    ``x - base`` codes to a decoded field (``dtype``) with an RMSE within ``target`` over
+    ``valid``: a bisection on the coefficients' error (the transform is near orthogonal)
+    for a goal, checked on the decoded field, the goal moved by what the check found.
+    Returns (step, bands, decoded) or None where no step tried meets it."""
     z = np.where(valid, x.astype(np.float64) - base, 0.0)
     low, levels = forward(z, periodic)
     a = np.abs(np.concatenate([b.ravel() * band_norm(j, k, z.shape) for j, k, b in _bands(low, levels, z.shape)]))
