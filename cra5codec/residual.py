@@ -335,13 +335,14 @@ def _compact_heads(data: bytes, passes):
     return heads, pos
 
 
-def _unpack(data: bytes, pos: int):
+def _unpack(data: bytes, pos: int, section: str = "residual"):
+    """One group's shift, ``a`` and ``b`` bytes at ``pos`` (also the transform section's)."""
     if pos + 3 > len(data):
-        raise ValueError("cra5 residual section is truncated")
+        raise ValueError(f"cra5 {section} section is truncated")
     return data[pos], dq8(data[pos + 1]), dq8(data[pos + 2])
 
 
-def _parameters(sh: int, a: float, b: float) -> tuple[int, float, float]:
+def _parameters(sh: int, a: float, b: float, section: str = "residual") -> tuple[int, float, float]:
     if not (np.isfinite(a) and np.isfinite(b)) or sh > 62:
-        raise ValueError("cra5 residual section has invalid scale parameters")
+        raise ValueError(f"cra5 {section} section has invalid scale parameters")
     return sh, float(a), float(b)

@@ -228,12 +228,7 @@ def read_header(data: bytes, pos: int, shape) -> tuple[list, int]:
 
 
 def _parameters(data: bytes, pos: int):
-    if pos + 3 > len(data):
-        raise ValueError("cra5 transform section is truncated")
-    sh, a, b = data[pos], residual.dq8(data[pos + 1]), residual.dq8(data[pos + 2])
-    if sh > 62:
-        raise ValueError("cra5 transform section has invalid scale parameters")
-    return sh, a, b
+    return residual._parameters(*residual._unpack(data, pos, "transform"), "transform")
 
 
 def _band_decoder(shape):
@@ -350,12 +345,12 @@ def encode_fields(chunk, flat, targets: dict) -> tuple[bytes, int] | None:
             with np.errstate(over="ignore"):
                 weights = [float(np.float16(w)) if np.isfinite(np.float16(w)) else 0.0 for w in weights]
             prediction.set_weights(f, refs, i, weights)
-            resid = x[valid] - _base(f, refs, decoded, chunk.fields)[valid]
-            if resid.var() > PREDICT_BELOW * x[valid].var():
-                f.before = f.after = None
-        refs = [r for r, w in zip((before, after), (f.before, f.after)) if w is not None]
+        base = _base(f, refs, decoded, chunk.fields)
+        if refs and (x[valid] - base[valid]).var() > PREDICT_BELOW * x[valid].var():
+            f.before = f.after = None
+            base = _base(f, [], decoded, chunk.fields)
         f.periodic = _wraps(x, valid)
-        got = choose_step(x, valid, _base(f, refs, decoded, chunk.fields), targets[i], chunk.dtype, f.periodic)
+        got = choose_step(x, valid, base, targets[i], chunk.dtype, f.periodic)
         if got is None:
             return None
         f.step, bands, decoded[i] = got
