@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     cases += [("(1, 128, 256)", chunk[:1], f"quality={cra5codec.DEFAULT_QUALITY}", CRA5Codec().encode)]
     cases += [("(6, 181, 360)", native, name, fn) for name, fn in (
         ("quality=1", CRA5Codec(quality=1).encode), ("quality=3", CRA5Codec(quality=3).encode),
-        ("quality=5", CRA5Codec(quality=5).encode),
+        ("quality=5", CRA5Codec(quality=5).encode), ("quality=5, spectra=0", CRA5Codec(quality=5, spectra=0).encode),
         ("quality=9", CRA5Codec(quality=9).encode), ("quality=12", CRA5Codec(quality=12).encode),
         ("network_level=4", lambda x: pipeline.encode(x, network_level=4)),
         ("target_rmse=0.3", CRA5Codec(target_rmse=0.3).encode),

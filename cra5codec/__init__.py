@@ -14,7 +14,7 @@ from .weights import DEFAULT_MODEL
 
 __all__ = ["CRA5Codec", "CRA5Serializer", "TargetNotMetWarning", "available_qualities", "xarray_encoding",
            "DEFAULT_MODEL", "DEFAULT_QUALITY", "__version__"]
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 
 def __getattr__(name):

@@ -140,7 +140,7 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate
 
     rows = evaluate(args.original, args.compressed, _options(args.storage_options), args.plots,
-                    progress=not args.quiet)
+                    progress=not args.quiet, members=args.members)
     return _report(rows, args.json)
 
 
@@ -293,14 +293,17 @@ def _archive_commands(sub) -> None:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_decompress)
 
-    e = sub.add_parser("evaluate", help="what a cra5 store lost: ratio, RMSE, lat-weighted RMSE, max error",
+    e = sub.add_parser("evaluate", help="what a cra5 store lost: ratio, RMSE, max error, spectra, extremes, gradients",
                        description="Compare COMPRESSED (written by 'cra5codec compress') with ORIGINAL, prepared as the "
                                    "store records (variables, selection, regridding), block by block. Prints a table; "
                                    "--json and --plots write the numbers and one PNG map per variable.")
     e.add_argument("original")
     e.add_argument("compressed")
     e.add_argument("--json", help="write the rows as JSON here")
-    e.add_argument("--plots", help="folder for PNG maps (original, decoded, error) of each variable's first field")
+    e.add_argument("--plots", help="folder for PNG maps (original, decoded, error) of each variable's first field "
+                                   "and its zonal spectrum kept (reconstructed over original power)")
+    e.add_argument("--members", help="name of an ensemble dimension: also report the share of values whose error "
+                                     "lies within the members' spread")
     e.add_argument("--storage-options", **opts)
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_evaluate)

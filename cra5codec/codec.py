@@ -40,6 +40,17 @@ class CRA5Codec(Codec):
         (0 = no network). :func:`cra5codec.xarray_encoding` sets bounds by variable name.
     max_rel_error : float or sequence of float, optional
         As ``max_abs_error``, as a fraction of each field's value range (max - min).
+    spectra : float, optional
+        With a quality level or ``target_rmse``: the largest relative departure of each
+        field's zonal power spectrum from the original's, at every wavelength of 4 grid
+        lengths or more, that coding may cause; fields are coded finer where needed.
+        Default: 0.1 (10 %) from the default level 5 on, not checked at levels 1-4
+        (which smooth) nor with ``target_rmse``; 0 turns it off.
+    within_spread : float, optional
+        With a quality level or ``target_rmse``, for chunks whose axis -3 holds the
+        members of an ensemble: at least this share (e.g. 0.9) of the values' errors lie
+        within the members' spread at their point (the original members' standard
+        deviation); fields are coded finer where needed, coarser never.
     model : str
         Name of the shipped model (recorded in each chunk).
 
@@ -55,10 +66,11 @@ class CRA5Codec(Codec):
     codec_id = "cra5"
 
     def __init__(self, quality: int | None = None, model: str = DEFAULT_MODEL, target_rmse=None,
-                 max_abs_error=None, max_rel_error=None):
-        self.mode = Mode.of(quality, target_rmse, max_abs_error, max_rel_error)
+                 max_abs_error=None, max_rel_error=None, spectra=None, within_spread=None):
+        self.mode = Mode.of(quality, target_rmse, max_abs_error, max_rel_error, spectra, within_spread)
         self.quality, self.target_rmse = self.mode.quality, self.mode.target_rmse
         self.max_abs_error, self.max_rel_error = self.mode.max_abs_error, self.mode.max_rel_error
+        self.spectra, self.within_spread = self.mode.spectra, self.mode.within_spread
         self.model = str(model)
 
     def get_config(self):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bitstream, data, metrics, weights
+from . import bitstream, data, metrics, science, weights
 from .archive import ATTR, Job, blocks, prepared, stored_bytes, _region
 
 
@@ -35,12 +35,72 @@ class _Errors:
                 "max_abs_error": self.max}
 
 
+class _Science:
+    """Running sums of what analyses look at (:mod:`cra5codec.science`): zonal power
+    spectra (rows weighted by cos(latitude)), mean gradient magnitudes, exact max and
+    min, and a uniform sample of at most :data:`SAMPLE` points for the percentiles."""
+
+    SAMPLE = 10 ** 6
+
+    def __init__(self, lat, lon, size: int):
+        self.lat = np.asarray(lat, np.float64)
+        step = np.abs(np.diff(np.asarray(lon, np.float64)))
+        # global when the columns and one more step close the circle
+        self.periodic = bool(len(step)) and abs(step.mean() * len(lon) - 360) < step.mean() / 2
+        self.share = min(1.0, self.SAMPLE / max(size, 1))
+        self.rng = np.random.default_rng(0)
+        self.px = self.py = 0.0
+        self.grad = np.zeros(2)
+        self.samples, self.hi, self.lo = [], [-np.inf, -np.inf], [np.inf, np.inf]
+
+    def add(self, x, y):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        n = x.size // (x.shape[-2] * x.shape[-1])
+        self.px = self.px + n * science.zonal_spectrum(x, self.lat, self.periodic)
+        self.py = self.py + n * science.zonal_spectrum(y, self.lat, self.periodic)
+        ok = np.isfinite(x)
+        for k, a in enumerate((x, y)):
+            g = np.hypot(*np.gradient(np.where(ok, a, np.nan), axis=(-2, -1)))
+            self.grad[k] += np.nansum(g)
+            self.hi[k], self.lo[k] = max(self.hi[k], a[ok].max()), min(self.lo[k], a[ok].min())
+        pick = ok & (self.rng.random(x.shape) < self.share)
+        self.samples.append((x[pick], y[pick]))
+
+    def result(self) -> dict:
+        x, y = (np.concatenate([s[k] for s in self.samples]) for k in (0, 1))
+        nlon = 2 * (len(self.px) - 1) if np.ndim(self.px) else 0
+        ext = {"p99.9": [float(np.percentile(v, 99.9)) for v in (x, y)],
+               "p0.1": [float(np.percentile(v, 0.1)) for v in (x, y)],
+               "max": [float(v) for v in self.hi], "min": [float(v) for v in self.lo]}
+        return {"spectrum_departure": science.departure(self.px, self.py, nlon) if nlon else 0.0,
+                "gradient_ratio": float(self.grad[1] / self.grad[0]) if self.grad[0] > 0 else 1.0,
+                "extremes": {k: {"original": a, "reconstructed": b} for k, (a, b) in ext.items()}}
+
+    def spectral_ratio(self):
+        k = np.arange(1, len(self.px))
+        return 2 * (len(self.px) - 1) / k, np.where(self.px[1:] > 0, self.py[1:] / np.where(
+            self.px[1:] > 0, self.px[1:], 1), 1.0)
+
+
+def _within_spread(da, dc, members: str) -> float:
+    """The share of values whose error lies within the spread of the original's
+    ``members`` dimension (their standard deviation at the point, ddof=1)."""
+    spread = da.std(members, ddof=1)
+    valid = da.notnull() & spread.notnull()
+    inside = (abs(dc.astype("float64") - da) <= spread) & valid
+    return float(inside.sum()) / max(float(valid.sum()), 1.0)
+
+
 def evaluate(original: str, compressed: str, storage_options: dict | None = None, plots: str | None = None,
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, members: str | None = None) -> list[dict]:
     """Per variable of ``compressed`` (a cra5codec store): ratio against float32 bytes,
     RMSE, latitude-weighted RMSE and max abs error against ``original``, prepared the
-    way the store records (variables, selection, regridding). Block by block, so
-    archives larger than memory work. With ``plots``, one PNG map per variable."""
+    way the store records (variables, selection, regridding), and what analyses look at:
+    the zonal power spectrum's largest departure at wavelengths of 4 grid lengths or
+    more, the mean gradient magnitude's ratio, the extremes, and, with ``members`` (the
+    name of an ensemble dimension), the share of values whose error lies within the
+    members' spread. Block by block, so archives larger than memory work (the spread
+    share through dask). With ``plots``, one PNG map and one spectral ratio per variable."""
     import xarray as xr
     from tqdm.auto import tqdm
 
@@ -57,19 +117,45 @@ def evaluate(original: str, compressed: str, storage_options: dict | None = None
         da, dc = orig[name], comp[name]
         if da.shape != dc.shape:
             raise ValueError(f"{name}: the original prepared as recorded is {da.shape}, the store holds {dc.shape}")
-        lat, _ = data.lat_lon_names(da)
-        acc = _Errors(da[lat].values)
+        lat, lon = data.lat_lon_names(da)
+        acc, sci = _Errors(da[lat].values), _Science(da[lat].values, da[lon].values, da.size)
         for v, i in tqdm([b for b in blocks(job) if b[0] == name], desc=f"evaluate {name}", disable=not progress):
             region = _region(da, i)
-            acc.add(da[region].values, dc[region].values)
+            x, y = da[region].values, dc[region].values
+            acc.add(x, y)
+            sci.add(x, y)
         row = {"variable": name, "units": da.attrs.get("units", ""), "values": int(da.size),
                "stored_bytes": stored_bytes(compressed, name, storage_options),
-               **acc.result()}
+               **acc.result(), **sci.result()}
         row["ratio"] = metrics.ratio(row["values"], row["stored_bytes"])
+        if members is not None:
+            if members not in da.dims:
+                raise ValueError(f"{name} has no dimension {members!r} (it has {da.dims})")
+            row["within_spread"] = _within_spread(da, dc, members)
         rows.append(row)
         if plots:
             _plot(da, dc, Path(plots) / f"{name}.png")
+            _plot_spectrum(name, *sci.spectral_ratio(), Path(plots) / f"{name}_spectrum.png")
     return rows
+
+
+def _plot_spectrum(name, wavelength, ratio, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    ax.axhspan(0.9, 1.1, color="0.9", label="within 10 %")
+    ax.axvline(4, color="0.6", ls=":", label="4 grid lengths")
+    ax.semilogx(wavelength, ratio, "k.-", ms=3)
+    ax.invert_xaxis()
+    ax.set_xlabel("zonal wavelength (grid lengths)")
+    ax.set_ylabel("power, reconstructed / original")
+    ax.set_title(f"{name}: zonal power spectrum kept")
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def _plot(da, dc, path: Path) -> None:

@@ -36,9 +36,20 @@ def table(rows: list[dict]) -> str:
     """A Markdown table of per-variable report rows (demo, evaluate); a "fields" column
     when the rows count them."""
     fields = bool(rows) and "fields" in rows[0]
+    # evaluate's rows say what analyses keep: spectra, gradients, extremes, spread
+    extra = [(k, title, fmt) for k, title, fmt in (
+        ("spectrum_departure", "spectrum departure (>= 4 grid lengths)", "{:.3f}"),
+        ("gradient_ratio", "gradient ratio", "{:.3f}"), ("within_spread", "within spread", "{:.3f}"))
+        if rows and k in rows[0]]
+    if rows and "extremes" in rows[0]:
+        extra.append(("p99.9", "p99.9 original / reconstructed", None))
     lines = ["| variable | units | " + ("fields | " if fields else "") + "ratio (vs float32) | RMSE | "
-             "lat-weighted RMSE | max abs error |", "|---|---|" + ("---:|" if fields else "") + "---:|---:|---:|---:|"]
+             "lat-weighted RMSE | max abs error |" + "".join(f" {t} |" for _, t, _ in extra),
+             "|---|---|" + ("---:|" if fields else "") + "---:|---:|---:|---:|" + "---:|" * len(extra)]
     for r in rows:
+        cells = [f"{r['extremes']['p99.9']['original']:.5g} / {r['extremes']['p99.9']['reconstructed']:.5g}"
+                 if fmt is None else fmt.format(r[k]) for k, _, fmt in extra]
         lines.append(f"| {r['variable']} | {r['units']} | " + (f"{r['fields']} | " if fields else "")
-                     + f"{r['ratio']:.1f}x | {r['rmse']:.4g} | {r['lat_weighted_rmse']:.4g} | {r['max_abs_error']:.4g} |")
+                     + f"{r['ratio']:.1f}x | {r['rmse']:.4g} | {r['lat_weighted_rmse']:.4g} | {r['max_abs_error']:.4g} |"
+                     + "".join(f" {c} |" for c in cells))
     return "\n".join(lines)

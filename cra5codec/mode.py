@@ -21,6 +21,10 @@ LEVELS = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002, 1e-3, 5e-4, 2e-4, 1e-4
 DEFAULT_QUALITY = 5
 #: the modes besides a quality level; at most one is given
 MODES = ("target_rmse", "max_abs_error", "max_rel_error")
+#: from the default level on, each field's zonal power spectrum is kept within this share
+#: of the original's at every wavelength of 4 grid lengths or more (issue 16), unless
+#: ``spectra`` says otherwise: coarser levels smooth, by design
+SPECTRA = 0.1
 
 
 def available_qualities() -> list[int]:
@@ -39,6 +43,28 @@ def _positive(value, name: str):
     return float(t) if t.ndim == 0 else tuple(float(v) for v in t)
 
 
+def _departure(value):
+    """``spectra``: None (the level's default), 0 (off) or a positive share."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value < 0:
+        raise ValueError(f"spectra must be a share >= 0 (0.1 keeps zonal power within 10 %; 0 = off), "
+                         f"not {value!r}")
+    return float(value)
+
+
+def _share(value):
+    """``within_spread``: None or a share in (0, 1]."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 < value <= 1:
+        raise ValueError(f"within_spread must be a share in (0, 1] (0.9: 90 % of errors within the ensemble "
+                         f"spread), not {value!r}")
+    return float(value)
+
+
 def _level(quality, lowest: int, highest: int, what: str) -> int:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not lowest <= quality <= highest:
         raise ValueError(f"{what} must be an integer level {lowest}..{highest} "
@@ -50,19 +76,28 @@ def _level(quality, lowest: int, highest: int, what: str) -> int:
 class Mode:
     """One of: ``quality`` (a level of :data:`LEVELS`), ``target_rmse``, or an error bound
     (``max_abs_error`` / ``max_rel_error``, where ``quality``, if given, fixes the
-    network level that predicts, 0 = none). Build it with :meth:`of`, which validates."""
+    network level that predicts, 0 = none); with a level or a target, ``spectra`` (see
+    :attr:`departure`) and ``within_spread`` (axis -3 holds ensemble members: at least
+    this share of errors within their spread). Build it with :meth:`of`, which validates."""
 
     quality: int | None = None
     target_rmse: float | tuple | None = None
     max_abs_error: float | tuple | None = None
     max_rel_error: float | tuple | None = None
+    spectra: float | None = None
+    within_spread: float | None = None
 
     @classmethod
-    def of(cls, quality=None, target_rmse=None, max_abs_error=None, max_rel_error=None) -> Mode:
+    def of(cls, quality=None, target_rmse=None, max_abs_error=None, max_rel_error=None, spectra=None,
+           within_spread=None) -> Mode:
         given = {k: _positive(v, k) for k, v in zip(MODES, (target_rmse, max_abs_error, max_rel_error))}
         named = [k for k, v in given.items() if v is not None]
         if len(named) > 1:
             raise ValueError(f"give at most one of {', '.join(MODES)}, not {' and '.join(named)}")
+        spectra, within_spread = _departure(spectra), _share(within_spread)
+        if (spectra is not None or within_spread is not None) and named and named != ["target_rmse"]:
+            raise ValueError("spectra and within_spread apply to quality levels and target_rmse; an error "
+                             "bound already limits every value's error")
         if named == ["target_rmse"]:
             if quality is not None:
                 raise ValueError("give either quality or target_rmse, not both")
@@ -70,11 +105,23 @@ class Mode:
             quality = None if quality is None else _level(quality, 0, 63, "quality (the predicting network level)")
         else:
             quality = _level(DEFAULT_QUALITY if quality is None else quality, 1, len(LEVELS), "quality")
-        return cls(quality, **given)
+        return cls(quality, **given, spectra=spectra, within_spread=within_spread)
 
     @property
     def bounded(self) -> bool:
         return self.max_abs_error is not None or self.max_rel_error is not None
+
+    @property
+    def departure(self) -> float | None:
+        """The largest relative departure of each field's zonal power spectrum from the
+        original's, at wavelengths of 4 grid lengths and more, that encoding allows
+        (None = not checked): ``spectra`` where given (0 = off), else :data:`SPECTRA` at
+        quality levels from :data:`DEFAULT_QUALITY` on, else None."""
+        if self.bounded:
+            return None
+        if self.spectra is not None:
+            return self.spectra or None
+        return SPECTRA if self.target_rmse is None and self.quality >= DEFAULT_QUALITY else None
 
     def config(self) -> dict:
         """The codec configuration of this mode: only what is set, JSON-ready."""

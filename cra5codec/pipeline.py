@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-from . import bitstream, bounded, entropy, sections, transform, weights
+from . import bitstream, bounded, criteria, entropy, sections, transform, weights
 from .bitstream import ALIGN, ALL_NAN, BOUNDED, CODED, CONSTANT, EXACT, TRANSFORM, padded_size  # noqa: F401
 from .fields import check_input, describe, field_targets  # noqa: F401
 from .mode import DEFAULT_QUALITY, LEVELS, Mode
@@ -26,7 +26,8 @@ def encode_chunk(arr, mode: Mode, model: str = weights.DEFAULT_MODEL) -> bytes:
         relative = mode.max_abs_error is None
         return bounded.encode(arr, mode.max_rel_error if relative else mode.max_abs_error, relative,
                               mode.quality, model)
-    return encode(arr, mode.quality, model, mode.target_rmse)
+    return encode(arr, mode.quality, model, mode.target_rmse, spectra=mode.departure,
+                  within_spread=mode.within_spread)
 
 
 class TargetNotMetWarning(UserWarning):
@@ -35,7 +36,7 @@ class TargetNotMetWarning(UserWarning):
 
 
 def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, target_rmse=None,
-           network_level: int | None = None) -> bytes:
+           network_level: int | None = None, spectra: float | None = None, within_spread: float | None = None) -> bytes:
     """Compress an array shaped (..., lat, lon) into one cra5 chunk.
 
     Each field is coded to an RMSE of at most its target: ``target_rmse`` (one value, or
@@ -47,15 +48,49 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     (what a quality level meant before 0.3.0; for measuring the network). Where every
     target is at least :data:`TRANSFORM_FROM` of its field's spread, the chunk is also
     transform-coded (:mod:`cra5codec.transform`), and the smaller of the two is kept.
+    With ``spectra`` or ``within_spread``, targets are tightened where needed to keep
+    each field's zonal spectrum, or errors within the ensemble's spread
+    (:mod:`cra5codec.criteria`).
     """
+    if (spectra or within_spread) and network_level is None:
+        return _keeping(arr, quality, target_rmse, model, spectra, within_spread)
     chunk, flat, coded, targets = _describe(arr, quality, target_rmse)
     if not coded.size:
         return bitstream.pack(chunk)
-    other = None  # first: the other paths change the chunk's records
+    return _coded(chunk, flat, coded, targets, model, network_level)
+
+
+def _keeping(arr, quality, target_rmse, model, spectra, within_spread) -> bytes:
+    """:func:`encode` under the science criteria of :mod:`cra5codec.criteria`."""
+    chunk, flat, coded, targets = _describe(arr, quality, target_rmse)
+    if not coded.size:
+        return bitstream.pack(chunk)
+    kept = ([criteria.Spectra(flat, coded, spectra)] if spectra else []) + \
+        ([criteria.Spread(arr.shape, flat, coded, within_spread)] if within_spread else [])
+    floor = np.minimum(targets, LEVELS[-1] * np.array([chunk.fields[i].std for i in coded]))
+
+    fresh = [chunk]
+
+    def code(t, sink):  # each encode starts from a fresh description: the paths fill in its records
+        return _coded(fresh.pop() if fresh else _describe(arr, quality, target_rmse)[0], flat, coded, t, model, None,
+                      sink)
+
+    return criteria.keep(code, decode, flat, coded, targets, floor, kept)
+
+
+def _coded(chunk, flat, coded, targets, model, network_level, sink: dict | None = None) -> bytes:
+    """The chunk with fields ``coded`` at their ``targets``: the smaller of the
+    transform and the other paths. ``sink``, if given, receives the decoded fields the
+    encoder knows (by index; not those the network codes alone)."""
+    other, mine = None, {}  # first: the other paths change the chunk's records
     if network_level is None and (targets >= TRANSFORM_FROM * np.array([chunk.fields[i].std for i in coded])).all():
-        other = _transformed(chunk, flat, coded, targets)
-    packed = _paths(chunk, flat, coded, targets, model, network_level)
-    return other if other is not None and len(other) < len(packed) else packed
+        other = _transformed(chunk, flat, coded, targets, mine)
+    theirs = {}
+    packed = _paths(chunk, flat, coded, targets, model, network_level, theirs)
+    won = other is not None and len(other) < len(packed)
+    if sink is not None:
+        sink.update(mine if won else theirs)
+    return other if won else packed
 
 
 #: the transform path is tried where every target RMSE is at least this share of its
@@ -64,9 +99,10 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
 TRANSFORM_FROM = 0.05
 
 
-def _transformed(chunk, flat, coded, targets) -> bytes | None:
+def _transformed(chunk, flat, coded, targets, sink: dict | None = None) -> bytes | None:
     """The chunk with every field of ``coded`` transform-coded to its target (format 6),
-    or None where a target is out of the transform's reach."""
+    or None where a target is out of the transform's reach; ``sink`` receives the
+    decoded fields."""
     out = dataclasses.replace(chunk, fields=[dataclasses.replace(f) for f in chunk.fields], model_id=0,
                               weights_tag=bytes(4), ans=b"", residual=b"", exact=b"",
                               version=bitstream.TRANSFORM_VERSION)
@@ -75,7 +111,9 @@ def _transformed(chunk, flat, coded, targets) -> bytes | None:
     got = transform.encode_fields(out, flat, dict(zip(coded, targets)))
     if got is None:
         return None
-    section, check = got
+    section, check, decoded = got
+    if sink is not None:
+        sink.update(decoded)
     out.transform = section + struct.pack("<I", check ^ out.header_check())
     return bitstream.pack(out)
 
@@ -103,8 +141,9 @@ def _describe(arr, quality, target_rmse):
     return chunk, flat, coded, targets
 
 
-def _paths(chunk, flat, coded, targets, model, network_level) -> bytes:
-    """:func:`encode` by the network and residual paths: the packed chunk."""
+def _paths(chunk, flat, coded, targets, model, network_level, sink: dict | None = None) -> bytes:
+    """:func:`encode` by the network and residual paths: the packed chunk (``sink``: as
+    :func:`_cheapest`'s)."""
     infos = chunk.fields
     std = np.array([infos[i].std for i in coded])
     # where the network has never paid (searched or predicting: weights.PAYS), or cannot
@@ -115,7 +154,7 @@ def _paths(chunk, flat, coded, targets, model, network_level) -> bytes:
     if network_level is None and not search.size and \
             not (pays & (RESIDUAL_BOUND * targets >= bounded.NETWORK_BOUND * std)).any():
         return _cheapest(chunk, flat, coded, None, np.zeros(len(coded), int), targets,
-                         np.full(len(coded), np.inf), model)
+                         np.full(len(coded), np.inf), model, sink)
     rt = runtime(model)
     mean = posterior_means(rt, flat, coded, infos)
     latents = Latents(rt, dict(zip(coded.tolist(), mean)))
@@ -136,7 +175,7 @@ def _paths(chunk, flat, coded, targets, model, network_level) -> bytes:
     if met.any():  # what the network alone costs where it meets the target
         bits[met] = latents.bits(coded[met], levels[met])
     original = [dataclasses.replace(f) for f in chunk.fields]
-    packed = _cheapest(chunk, flat, coded, latents, levels, targets, bits, model)
+    packed = _cheapest(chunk, flat, coded, latents, levels, targets, bits, model, sink)
     if met.all():  # the choice above rests on estimates: never worse than the network alone
         chunk.fields, chunk.residual, chunk.exact = original, b"", b""
         for i, q in zip(coded, levels):
@@ -144,7 +183,10 @@ def _paths(chunk, flat, coded, targets, model, network_level) -> bytes:
         chunk.model_id, chunk.weights_tag = rt.id, rt.tag
         latents.code(chunk, coded, levels)
         alone = bitstream.pack(chunk)
-        packed = alone if len(alone) < len(packed) else packed
+        if len(alone) < len(packed):
+            packed = alone
+            if sink is not None:
+                sink.clear()  # the network's reconstructions: the decoder's to make
     return packed
 
 
@@ -163,12 +205,23 @@ RESIDUAL_BOUND = 0.975 * 3 ** 0.5
 MOVED = 1.25
 
 
-def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> bytes:
+def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model, sink: dict | None = None) -> bytes:
     """The packed chunk with each field of ``coded`` coded by the cheaper of: the network
     alone at ``levels`` (where ``bits`` is finite: it meets the target there), and a
     bounded field (the network's or the neighbours' prediction plus a coded residual,
     or the residual alone) whose RMSE meets ``targets``; all in one entropy-coded stream.
-    Without ``latents`` the network does not run at all."""
+    Without ``latents`` the network does not run at all. ``sink`` receives the bounded
+    fields' decoded values."""
+
+    def _sink(got):
+        if sink is not None:
+            sink.clear()
+            sink.update(got.decoded)
+
+    def _packed(chunk, got):
+        _sink(got)
+        return _pack_residual(chunk, got)
+
     original = [dataclasses.replace(f) for f in chunk.fields]
     bounds = np.full(len(flat), np.nan)
     bounds[coded] = RESIDUAL_BOUND * targets
@@ -199,8 +252,11 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
         moved = latents is not None and not attempt and (bounds[index] > MOVED * RESIDUAL_BOUND * want).any()
         if ok.all():
             if not moved and (attempt or (rmse[net] >= 0.95 * want[net]).all()):  # or it would save ~2 %
-                packed = _packed(chunk, got)
-                return packed if best is None or hint is not None else min(packed, _packed(*best), key=len)
+                if best is None or hint is not None:
+                    return _packed(chunk, got)
+                mine, theirs = _pack_residual(chunk, got), _pack_residual(*best)
+                _sink(got if len(mine) <= len(theirs) else best[1])
+                return mine if len(mine) <= len(theirs) else theirs
             best, hint = (dataclasses.replace(chunk), got), None if moved else got.references(chunk)
             if not moved:
                 bounds[index[net]] *= np.clip(0.98 * want[net] / np.maximum(rmse[net], 1e-300), 1.0, 1.8)
@@ -213,7 +269,7 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model) -> byte
     return _packed(chunk, got)
 
 
-def _packed(chunk, coded) -> bytes:
+def _pack_residual(chunk, coded) -> bytes:
     chunk.residual = coded.residual(chunk) if coded.fields else b""
     return bitstream.pack(chunk)
 

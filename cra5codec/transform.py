@@ -328,10 +328,11 @@ def _base(f, refs, decoded, fields):
 PREDICT_BELOW = 0.9
 
 
-def encode_fields(chunk, flat, targets: dict) -> tuple[bytes, int] | None:
+def encode_fields(chunk, flat, targets: dict) -> tuple[bytes, int, dict] | None:
     """Code the transform-coded fields of ``chunk`` (their records filled in here) from
     ``flat`` (n, h, w) to their RMSE ``targets`` (by field index): the transform section
-    (without its check) and the check; None where a target is not met."""
+    (without its check), the check and the decoded fields by index; None where a target
+    is not met."""
     headers, symbols, checks, decoded = [], [], [], {}
     for i, before, after in prediction.transform_order(chunk):
         f, x = chunk.fields[i], flat[i]
@@ -361,7 +362,7 @@ def encode_fields(chunk, flat, targets: dict) -> tuple[bytes, int] | None:
     coder = new_encoder()
     push(coder, symbols)
     words = coder.get_compressed().astype("<u4").tobytes()
-    return b"".join(headers) + words, _check(checks)
+    return b"".join(headers) + words, _check(checks), decoded
 
 
 def _check(arrays) -> int:

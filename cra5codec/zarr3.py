@@ -39,6 +39,12 @@ class CRA5Serializer(ArrayBytesCodec):
     max_abs_error, max_rel_error : float or sequence of float, optional
         Instead, a hard bound on every value's error (absolute, or as a fraction of
         each field's range); see :class:`cra5codec.CRA5Codec`.
+    spectra : float, optional
+        The zonal spectrum departure allowed (default 0.1 from level 5 on; 0 = off);
+        see :class:`cra5codec.CRA5Codec`.
+    within_spread : float, optional
+        For chunks of ensemble members along axis -3: the share of errors kept within
+        the members' spread; see :class:`cra5codec.CRA5Codec`.
     """
 
     is_fixed_size = False
@@ -47,15 +53,19 @@ class CRA5Serializer(ArrayBytesCodec):
     target_rmse: float | tuple[float, ...] | None = None
     max_abs_error: float | tuple[float, ...] | None = None
     max_rel_error: float | tuple[float, ...] | None = None
+    spectra: float | None = None
+    within_spread: float | None = None
 
     def __post_init__(self):
-        mode = Mode.of(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error)
+        mode = Mode.of(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error, self.spectra,
+                       self.within_spread)
         for k, v in mode.__dict__.items():
             object.__setattr__(self, k, v)
 
     @property
     def mode(self) -> Mode:
-        return Mode(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error)
+        return Mode(self.quality, self.target_rmse, self.max_abs_error, self.max_rel_error, self.spectra,
+                    self.within_spread)
 
     @classmethod
     def from_dict(cls, data):

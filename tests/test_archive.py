@@ -68,6 +68,26 @@ def test_evaluate_reports_the_bounds_held(store, data_dir, tmp_path, capsys):
     assert "| t2m | K |" in capsys.readouterr().out
     assert {r["variable"] for r in json.loads(out.read_text())} == set(ERA5_VARS)
     assert (tmp_path / "maps" / "t2m.png").stat().st_size > 10_000
+    assert (tmp_path / "maps" / "t2m_spectrum.png").stat().st_size > 10_000
+
+
+def test_evaluate_reports_what_science_keeps(store, data_dir):
+    """Spectra, gradients, extremes and the spread share, checked against the arrays."""
+    from cra5codec import data, science
+
+    rows = {r["variable"]: r for r in evaluate(str(data_dir / "era5_1deg_week.zarr"), str(store), progress=False,
+                                              members="time")}
+    x = data.fields(data.regrid(data.open_dataset(data_dir / "era5_1deg_week.zarr")["t2m"].isel(time=slice(0, 3))))
+    y = xr.open_zarr(store)["t2m"].values
+    lat = xr.open_zarr(store)["latitude"].values
+    r = rows["t2m"]
+    assert r["spectrum_departure"] == pytest.approx(science.spectrum_kept(x, y, lat), rel=1e-6)
+    assert r["gradient_ratio"] == pytest.approx(science.gradient_ratio(x, y), rel=1e-6)
+    assert r["extremes"]["max"]["original"] == pytest.approx(float(x.max()))
+    assert abs(r["extremes"]["p99.9"]["reconstructed"] - r["extremes"]["p99.9"]["original"]) <= 0.5  # the bound
+    assert r["within_spread"] == pytest.approx(science.spread_share(x, y), rel=1e-6)
+    with pytest.raises(ValueError, match="no dimension 'number'"):
+        evaluate(str(data_dir / "era5_1deg_week.zarr"), str(store), progress=False, members="number")
 
 
 def test_info_of_store_and_of_one_chunk(store, capsys):

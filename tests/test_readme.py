@@ -34,7 +34,7 @@ def test_ci_runs_the_install_and_test_blocks_verbatim():
     assert 'pip install ".[test]"' in tagged("install")  # the test command needs nothing more
     # every fenced block is code this suite or CI runs, or a diagram
     assert {lang for _, lang, _ in blocks()} <= {"bash", "python", "text"}
-    assert len(RUN) == 7
+    assert len(RUN) == 8
 
 
 @pytest.fixture
