@@ -107,7 +107,8 @@ def _compress(args) -> int:
     opts = _options(args.storage_options)
     codec = freeze(model=args.model, quality=args.quality, target_rmse=_setting(args.target_rmse, "--target-rmse"),
                    max_abs_error=_setting(args.max_abs_error, "--max-abs-error"),
-                   max_rel_error=_setting(args.max_rel_error, "--max-rel-error"))
+                   max_rel_error=_setting(args.max_rel_error, "--max-rel-error"), spectra=args.spectra,
+                   within_spread=args.within_spread)
     from .archive import thaw
     from .mode import Mode
 
@@ -267,6 +268,10 @@ def _archive_commands(sub) -> None:
                        help="hard bound on every value's error: one number or NAME=V each (e.g. t2m=0.5 msl=20)")
     bound.add_argument("--max-rel-error", nargs="+", metavar="V", help="as --max-abs-error, as a fraction of "
                        "each field's range")
+    c.add_argument("--spectra", type=float, metavar="SHARE", help="keep each field's zonal power spectrum within "
+                   "this share of the original's down to 4 grid lengths (default 0.1 from level 5 on; 0 = off)")
+    c.add_argument("--within-spread", type=float, metavar="SHARE", help="chunks of ensemble members (see --chunks): "
+                   "keep this share of errors within the members' spread, e.g. 0.9")
     c.add_argument("--model", default=DEFAULT_MODEL, help="shipped model (default: %(default)s)")
     c.add_argument("--regrid", default="none", help="regrid global fields to LATxLON, e.g. 128x256 (default: none)")
     c.add_argument("--chunks", nargs="+", metavar="DIM=N", help="rechunk on the way, e.g. time=4 (default: one field "

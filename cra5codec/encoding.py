@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from .codec import CRA5Codec
 from .mode import MODES
+
+#: settings besides the mode that may be given, for all variables or by name
+CRITERIA = ("spectra", "within_spread")
 from .data import data_variables, lat_lon_names
 from .weights import DEFAULT_MODEL
 
@@ -20,7 +23,7 @@ def xarray_encoding(ds, zarr_format: int | None = None, model: str = DEFAULT_MOD
         ``compressors``, format 3 a :class:`CRA5Serializer` in ``serializer``. None
         (default) follows zarr's default format, as ``to_zarr`` does (3 unless
         ``zarr.config`` says otherwise); give the same value to both.
-    quality, target_rmse, max_abs_error, max_rel_error
+    quality, target_rmse, max_abs_error, max_rel_error, spectra, within_spread
         As :class:`CRA5Codec`; each may also be a dict ``{variable name: value}``, e.g.
         ``max_abs_error={"t2m": 0.5, "msl": 20.0}``; a variable missing from such a dict
         gets the codec's default for that setting (so with only per-variable bounds,
@@ -37,9 +40,9 @@ def xarray_encoding(ds, zarr_format: int | None = None, model: str = DEFAULT_MOD
     --------
     >>> ds.to_zarr("out.zarr", encoding=xarray_encoding(ds, max_abs_error={"t2m": 0.5, "msl": 20}))
     """
-    unknown = set(mode) - set(MODES)
+    unknown = set(mode) - set(MODES) - set(CRITERIA)
     if unknown:
-        raise TypeError(f"unknown cra5 setting(s) {sorted(unknown)}; expected {MODES}")
+        raise TypeError(f"unknown cra5 setting(s) {sorted(unknown)}; expected {MODES + CRITERIA}")
     if zarr_format is None:
         import zarr
 

@@ -139,3 +139,25 @@ def test_zarr3_serializer_carries_criteria(week, tmp_path):
                           compressors=None)
     z[:] = x
     assert max(science.spectrum_kept(f, g) for f, g in zip(x, z[:])) <= 0.1
+
+
+def test_xarray_encoding_and_cli_take_criteria(era5_ds, data_dir, tmp_path):
+    import xarray as xr
+
+    from cra5codec.cli import main
+    from cra5codec.encoding import xarray_encoding
+
+    ds = era5_ds[["t2m", "msl"]].isel(time=slice(0, 2)).load().drop_encoding()
+    enc = xarray_encoding(ds, 2, spectra={"msl": 0.05}, quality=4)
+    assert enc["msl"]["compressors"].mode.departure == 0.05 and enc["t2m"]["compressors"].mode.departure is None
+    ds.to_zarr(tmp_path / "a.zarr", zarr_format=2, encoding=enc, consolidated=False)
+    y = xr.open_zarr(tmp_path / "a.zarr", consolidated=False)
+    assert science.spectrum_kept(ds.msl.values, y.msl.values) <= 0.05
+    assert science.spectrum_kept(ds.t2m.values, y.t2m.values) > 0.1  # level 4 alone smooths
+    assert main(["compress", str(data_dir / "era5_1deg_week.zarr"), str(tmp_path / "b.zarr"), "--variables", "msl",
+                 "--isel", "time=0:2", "--quality", "2", "--spectra", "0.1", "--workers", "0", "--quiet"]) == 0
+    b = xr.open_zarr(tmp_path / "b.zarr")
+    assert b.attrs["cra5codec"]["codec"]["spectra"] == 0.1
+    assert science.spectrum_kept(ds.msl.values, b.msl.values) <= 0.1
+    with pytest.raises(ValueError, match="within_spread needs ensemble members"):
+        CRA5Codec(within_spread=0.9).encode(ds.msl.values[0])
