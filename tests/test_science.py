@@ -161,3 +161,25 @@ def test_xarray_encoding_and_cli_take_criteria(era5_ds, data_dir, tmp_path):
     assert science.spectrum_kept(ds.msl.values, b.msl.values) <= 0.1
     with pytest.raises(ValueError, match="within_spread needs ensemble members"):
         CRA5Codec(within_spread=0.9).encode(ds.msl.values[0])
+
+
+def test_forecast_benchmark_pieces(data_dir):
+    """benchmarks/forecast.py: the series as stored keep their missing corners, pairs are
+    +6 h apart, and skill is perfect on the truth."""
+    import sys
+
+    from helpers import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import forecast
+
+    x = forecast.load(data_dir, "nmc")[:16]
+    assert x.shape == (16, 6, 33, 36) and np.isnan(x).any()
+    y, ratio = forecast.stored(x, 8, quality=3)
+    assert ratio > 5 and (np.isnan(y) == np.isnan(x)).all()
+    inp, tgt = forecast.pairs(x, (-1, 0), 1)
+    assert inp.shape == (14, 12, 33, 36) and np.array_equal(tgt[0], x[2], equal_nan=True)
+    rmse, acc = forecast.skill(tgt, tgt, np.nanmean(x, axis=0))
+    assert rmse == 0 and acc == pytest.approx(1.0)
+    model = forecast.Forecaster(12, 6, seed=0).fit(inp, tgt, steps=5)
+    assert np.isfinite(model.predict(inp)).all()
