@@ -2,8 +2,9 @@
 within an ensemble's spread.
 
 A criterion first caps each field's target RMSE at an estimate of the coarsest that keeps
-it, then reads the decoded chunk and, for fields that miss it, returns a factor (< 1) to
-tighten their targets by; :func:`keep` codes the chunk again until every criterion holds
+it, then reads the decoded chunk (the encoder's own reconstruction, which is what the
+decoder makes: no decode is run where the paths hand it over) and, for fields that miss
+it, returns a factor (< 1) to tighten their targets by; :func:`keep` codes the chunk again until every criterion holds
 or :data:`RETRIES` are spent, never below the finest level's error. The criteria are the
 encoder's alone: the chunk format and the decoder know nothing of them.
 
