@@ -5,7 +5,7 @@ A criterion first caps each field's target RMSE at an estimate of the coarsest t
 it, then reads the decoded chunk (the encoder's own reconstruction, which is what the
 decoder makes: no decode is run where the paths hand it over) and, for fields that miss
 it, returns a factor (< 1) to tighten their targets by; :func:`keep` codes the chunk again until every criterion holds
-or :data:`RETRIES` are spent, never below the finest level's error. The criteria are the
+or :data:`RETRIES` are spent, never below :data:`FLOOR`. The criteria are the
 encoder's alone: the chunk format and the decoder know nothing of them.
 
 * :class:`Spectra` - each field's zonal power (:func:`cra5codec.science.spectrum_kept`,
@@ -31,6 +31,9 @@ RETRIES = 3
 #: the first target of a field held by the spectra, as a share of its white-noise limit
 #: (the codec's errors reach the limit's departure near it: below, a second encode is rare)
 FIRST = 0.75
+#: no target goes below this share of its field's std: about float32's own precision for
+#: most fields, where the residual path stores them exactly (and every criterion holds)
+FLOOR = 1e-6
 #: fields whose target is below this share of a spectral cap are not read back (their
 #: error's power is at most a quarter of what the criterion allows)
 SAFE = 0.5

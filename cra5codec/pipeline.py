@@ -67,7 +67,7 @@ def _keeping(arr, quality, target_rmse, model, spectra, within_spread) -> bytes:
         return bitstream.pack(chunk)
     kept = ([criteria.Spectra(flat, coded, spectra)] if spectra else []) + \
         ([criteria.Spread(arr.shape, flat, coded, within_spread)] if within_spread else [])
-    floor = np.minimum(targets, LEVELS[-1] * np.array([chunk.fields[i].std for i in coded]))
+    floor = np.minimum(targets, criteria.FLOOR * np.array([chunk.fields[i].std for i in coded]))
 
     fresh = [chunk]
 
