@@ -90,15 +90,8 @@ class Spread:
             raise ValueError(f"within_spread needs ensemble members along the chunk's axis -3 (before lat, "
                              f"lon); this chunk has {members} there (shape {tuple(shape)})")
         self.share, self.members = share, members
-        groups = flat.reshape(-1, members, *flat.shape[-2:]).astype(np.float64)
-        # the members' standard deviation where at least 2 have values, else NaN (computed
-        # without nanstd, whose warnings cannot be silenced safely in a codec's threads)
-        ok = np.isfinite(groups)
-        n = ok.sum(axis=1)
-        z = np.where(ok, groups, 0.0)
-        mean = z.sum(axis=1) / np.maximum(n, 1)
-        var = (np.where(ok, groups - mean[:, None], 0.0) ** 2).sum(axis=1) / np.maximum(n - 1, 1)
-        self.spread = np.where(n >= 2, np.sqrt(var), np.nan)
+        groups = flat.reshape(-1, members, *flat.shape[-2:])
+        self.spread = science.spread(groups, member_axis=1)[:, 0]
         self.group = np.asarray(coded) // members
         steps = np.array([_step_for(s, share) for s in self.spread])
         self.cap = steps[self.group] / math.sqrt(12)

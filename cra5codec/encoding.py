@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 from .codec import CRA5Codec
-from .mode import MODES
-
-#: settings besides the mode that may be given, for all variables or by name
-CRITERIA = ("spectra", "within_spread")
+from .mode import CRITERIA, MODES
 from .data import data_variables, lat_lon_names
 from .weights import DEFAULT_MODEL
 

@@ -43,7 +43,7 @@ class _Science:
     SAMPLE = 10 ** 6
 
     def __init__(self, lat, lon, size: int):
-        self.lat = np.asarray(lat, np.float64)
+        self.lat, self.nlon = np.asarray(lat, np.float64), len(lon)
         step = np.abs(np.diff(np.asarray(lon, np.float64)))
         # global when the columns and one more step close the circle
         self.periodic = bool(len(step)) and abs(step.mean() * len(lon) - 360) < step.mean() / 2
@@ -60,26 +60,22 @@ class _Science:
         self.py = self.py + n * science.zonal_spectrum(y, self.lat, self.periodic)
         ok = np.isfinite(x)
         for k, a in enumerate((x, y)):
-            g = np.hypot(*np.gradient(np.where(ok, a, np.nan), axis=(-2, -1)))
-            self.grad[k] += np.nansum(g)
+            self.grad[k] += np.nansum(science.gradient_magnitude(a, ok))
             self.hi[k], self.lo[k] = max(self.hi[k], a[ok].max()), min(self.lo[k], a[ok].min())
         pick = ok & (self.rng.random(x.shape) < self.share)
         self.samples.append((x[pick], y[pick]))
 
     def result(self) -> dict:
         x, y = (np.concatenate([s[k] for s in self.samples]) for k in (0, 1))
-        nlon = 2 * (len(self.px) - 1) if np.ndim(self.px) else 0
         ext = {"p99.9": [float(np.percentile(v, 99.9)) for v in (x, y)],
                "p0.1": [float(np.percentile(v, 0.1)) for v in (x, y)],
                "max": [float(v) for v in self.hi], "min": [float(v) for v in self.lo]}
-        return {"spectrum_departure": science.departure(self.px, self.py, nlon) if nlon else 0.0,
+        return {"spectrum_departure": science.departure(self.px, self.py, self.nlon) if np.ndim(self.px) else 0.0,
                 "gradient_ratio": float(self.grad[1] / self.grad[0]) if self.grad[0] > 0 else 1.0,
                 "extremes": {k: {"original": a, "reconstructed": b} for k, (a, b) in ext.items()}}
 
     def spectral_ratio(self):
-        k = np.arange(1, len(self.px))
-        return 2 * (len(self.px) - 1) / k, np.where(self.px[1:] > 0, self.py[1:] / np.where(
-            self.px[1:] > 0, self.px[1:], 1), 1.0)
+        return science.power_ratio(self.px, self.py, self.nlon)
 
 
 def _within_spread(da, dc, members: str) -> float:

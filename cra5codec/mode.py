@@ -21,6 +21,8 @@ LEVELS = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002, 1e-3, 5e-4, 2e-4, 1e-4
 DEFAULT_QUALITY = 5
 #: the modes besides a quality level; at most one is given
 MODES = ("target_rmse", "max_abs_error", "max_rel_error")
+#: what a level or a target may also keep (:mod:`cra5codec.criteria`)
+CRITERIA = ("spectra", "within_spread")
 #: from the default level on, each field's zonal power spectrum is kept within this share
 #: of the original's at every wavelength of 4 grid lengths or more (issue 16), unless
 #: ``spectra`` says otherwise: coarser levels smooth, by design
@@ -43,25 +45,14 @@ def _positive(value, name: str):
     return float(t) if t.ndim == 0 else tuple(float(v) for v in t)
 
 
-def _departure(value):
-    """``spectra``: None (the level's default), 0 (off) or a positive share."""
+def _share(value, name: str, valid, what: str):
+    """One number for ``name`` (``spectra``, ``within_spread``): None stays None; else it
+    must pass ``valid``, or the error says ``what`` it should be."""
     if value is None:
         return None
     if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value < 0:
-        raise ValueError(f"spectra must be a share >= 0 (0.1 keeps zonal power within 10 %; 0 = off), "
-                         f"not {value!r}")
-    return float(value)
-
-
-def _share(value):
-    """``within_spread``: None or a share in (0, 1]."""
-    if value is None:
-        return None
-    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0 < value <= 1:
-        raise ValueError(f"within_spread must be a share in (0, 1] (0.9: 90 % of errors within the ensemble "
-                         f"spread), not {value!r}")
+            or not np.isfinite(value) or not valid(value):
+        raise ValueError(f"{name} must be {what}, not {value!r}")
     return float(value)
 
 
@@ -94,7 +85,10 @@ class Mode:
         named = [k for k, v in given.items() if v is not None]
         if len(named) > 1:
             raise ValueError(f"give at most one of {', '.join(MODES)}, not {' and '.join(named)}")
-        spectra, within_spread = _departure(spectra), _share(within_spread)
+        spectra = _share(spectra, "spectra", lambda v: v >= 0,
+                         "a share >= 0 (0.1 keeps zonal power within 10 %; 0 = off)")
+        within_spread = _share(within_spread, "within_spread", lambda v: 0 < v <= 1,
+                               "a share in (0, 1] (0.9: 90 % of errors within the ensemble spread)")
         if (spectra is not None or within_spread is not None) and named and named != ["target_rmse"]:
             raise ValueError("spectra and within_spread apply to quality levels and target_rmse; an error "
                              "bound already limits every value's error")

@@ -52,23 +52,14 @@ def encode(arr, quality: int | None = None, model: str = weights.DEFAULT_MODEL, 
     each field's zonal spectrum, or errors within the ensemble's spread
     (:mod:`cra5codec.criteria`).
     """
-    if (spectra or within_spread) and network_level is None:
-        return _keeping(arr, quality, target_rmse, model, spectra, within_spread)
     chunk, flat, coded, targets = _describe(arr, quality, target_rmse)
     if not coded.size:
         return bitstream.pack(chunk)
-    return _coded(chunk, flat, coded, targets, model, network_level)
-
-
-def _keeping(arr, quality, target_rmse, model, spectra, within_spread) -> bytes:
-    """:func:`encode` under the science criteria of :mod:`cra5codec.criteria`."""
-    chunk, flat, coded, targets = _describe(arr, quality, target_rmse)
-    if not coded.size:
-        return bitstream.pack(chunk)
+    if not (spectra or within_spread) or network_level is not None:
+        return _coded(chunk, flat, coded, targets, model, network_level)
     kept = ([criteria.Spectra(flat, coded, spectra)] if spectra else []) + \
         ([criteria.Spread(arr.shape, flat, coded, within_spread)] if within_spread else [])
     floor = np.minimum(targets, criteria.FLOOR * np.array([chunk.fields[i].std for i in coded]))
-
     fresh = [chunk]
 
     def code(t, sink):  # each encode starts from a fresh description: the paths fill in its records
@@ -255,8 +246,9 @@ def _cheapest(chunk, flat, coded, latents, levels, targets, bits, model, sink: d
                 if best is None or hint is not None:
                     return _packed(chunk, got)
                 mine, theirs = _pack_residual(chunk, got), _pack_residual(*best)
-                _sink(got if len(mine) <= len(theirs) else best[1])
-                return mine if len(mine) <= len(theirs) else theirs
+                keep_mine = len(mine) <= len(theirs)
+                _sink(got if keep_mine else best[1])
+                return mine if keep_mine else theirs
             best, hint = (dataclasses.replace(chunk), got), None if moved else got.references(chunk)
             if not moved:
                 bounds[index[net]] *= np.clip(0.98 * want[net] / np.maximum(rmse[net], 1e-300), 1.0, 1.8)

@@ -10,8 +10,8 @@ with their row's mean.
   cos(latitude) when latitudes are given) and over the leading axes. On a global grid the
   longitude axis is periodic; on a regional one each row is detrended and tapered (Hann)
   first, so the edges do not pour power into every wavenumber.
-* :func:`spectral_ratio` - reconstructed over original power, by wavelength in grid
-  lengths; :func:`spectrum_kept` - its worst relative departure from 1 at wavelengths down
+* :func:`spectral_ratio` (:func:`power_ratio` of two spectra) - reconstructed over
+  original power, by wavelength in grid lengths; :func:`spectrum_kept` - its worst relative departure from 1 at wavelengths down
   to ``min_wavelength`` grid lengths (the issue's criterion: within 10 % to 4 grid lengths).
 * :func:`extremes` - the 99.9th and 0.1st percentiles, max and min, original against
   reconstruction.
@@ -63,14 +63,16 @@ def zonal_spectrum(x: np.ndarray, lat: np.ndarray | None = None, periodic: bool 
     return (w[:, None] * power).sum(axis=0) / w.sum()
 
 
+def power_ratio(px: np.ndarray, py: np.ndarray, nlon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(wavelength in grid lengths, ``py / px``) of two zonal spectra for k >= 1 (1 where
+    the original holds no power)."""
+    k = np.arange(1, len(px))
+    return nlon / k, np.where(px[1:] > 0, py[1:] / np.where(px[1:] > 0, px[1:], 1.0), 1.0)
+
+
 def spectral_ratio(x, y, lat=None, periodic=True) -> tuple[np.ndarray, np.ndarray]:
     """(wavelength in grid lengths, reconstructed / original power) for k >= 1."""
-    px = zonal_spectrum(x, lat, periodic)
-    py = zonal_spectrum(y, lat, periodic)
-    k = np.arange(1, len(px))
-    nlon = np.shape(x)[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return nlon / k, np.where(px[1:] > 0, py[1:] / px[1:], 1.0)
+    return power_ratio(zonal_spectrum(x, lat, periodic), zonal_spectrum(y, lat, periodic), np.shape(x)[-1])
 
 
 #: wavenumbers with less than this share of a field's zonal power hold rounding, not
@@ -110,23 +112,29 @@ def extremes(x, y) -> dict:
     return out
 
 
+def gradient_magnitude(a, valid) -> np.ndarray:
+    """|grad a| (centred differences, grid units) where ``valid``, NaN elsewhere."""
+    a = np.where(valid, np.asarray(a, np.float64), np.nan)
+    return np.hypot(*np.gradient(a, axis=(-2, -1)))
+
+
 def gradient_ratio(x, y) -> float:
-    """Mean |grad y| over mean |grad x| (centred differences, grid units, valid points)."""
-
-    def mean_grad(a):
-        a = np.asarray(a, np.float64)
-        gy, gx = np.gradient(a, axis=(-2, -1))
-        g = np.hypot(gy, gx)
-        return float(np.nanmean(np.where(np.isfinite(g), g, np.nan)))
-
-    mx = mean_grad(np.where(np.isfinite(x), x, np.nan))
-    my = mean_grad(np.where(np.isfinite(x), y, np.nan))
+    """Mean |grad y| over mean |grad x| (valid points of ``x``)."""
+    ok = np.isfinite(x)
+    mx, my = (float(np.nanmean(gradient_magnitude(a, ok))) for a in (x, y))
     return my / mx if mx > 0 else 1.0
 
 
 def spread(x, member_axis: int = 0) -> np.ndarray:
-    """The ensemble spread at each point: the members' standard deviation (ddof=1)."""
-    return np.std(np.asarray(x, np.float64), axis=member_axis, ddof=1, keepdims=True)
+    """The ensemble spread at each point: the standard deviation (ddof=1) of the members
+    with values there, NaN where fewer than two have one. (Computed without nanstd, whose
+    warnings cannot be silenced safely in a codec's threads.)"""
+    x = np.asarray(x, np.float64)
+    ok = np.isfinite(x)
+    n = ok.sum(axis=member_axis, keepdims=True)
+    mean = np.where(ok, x, 0.0).sum(axis=member_axis, keepdims=True) / np.maximum(n, 1)
+    var = (np.where(ok, x - mean, 0.0) ** 2).sum(axis=member_axis, keepdims=True) / np.maximum(n - 1, 1)
+    return np.where(n >= 2, np.sqrt(var), np.nan)
 
 
 def spread_share(x, y, member_axis: int = 0) -> float:

@@ -183,3 +183,18 @@ def test_forecast_benchmark_pieces(data_dir):
     assert rmse == 0 and acc == pytest.approx(1.0)
     model = forecast.Forecaster(12, 6, seed=0).fit(inp, tgt, steps=5)
     assert np.isfinite(model.predict(inp)).all()
+
+
+def test_evaluate_accumulates_spectra_on_odd_grids(week):
+    """cra5codec evaluate's running spectra equal the arrays' own, also where the number
+    of longitudes is odd (its wavelengths come from the grid, not from the spectrum)."""
+    from cra5codec.evaluate import _Science
+
+    x = week["msl"][:, :, :359].astype(np.float64)
+    y = CRA5Codec(quality=2).decode(CRA5Codec(quality=2).encode(np.ascontiguousarray(week["msl"][:, :, :359])))
+    lat = np.linspace(90, -90, x.shape[1])
+    acc = _Science(lat, np.arange(359), x.size)
+    for a, b in zip(x, y):
+        acc.add(a[None], b[None])
+    assert acc.result()["spectrum_departure"] == pytest.approx(science.spectrum_kept(x, y, lat, periodic=False))
+    np.testing.assert_allclose(acc.spectral_ratio()[0], science.spectral_ratio(x, y, lat, periodic=False)[0])
